@@ -464,7 +464,10 @@ public class UnifiScanner {
         Tls(Config config, X509TrustManager trustRoots) {
             this.mode = config.certFingerprint() != null ? Mode.PIN : config.verifySsl() ? Mode.VERIFY : Mode.INSECURE;
             this.pin = config.certFingerprint();
-            this.system = (X509ExtendedTrustManager) (trustRoots != null ? trustRoots : systemTrust());
+            X509TrustManager roots = trustRoots != null ? trustRoots : systemTrust();
+            if (!(roots instanceof X509ExtendedTrustManager extended))
+                throw new IllegalArgumentException("trust roots must come from a TrustManagerFactory (X509ExtendedTrustManager)");
+            this.system = extended;
         }
 
         static X509TrustManager systemTrust() {
@@ -703,6 +706,12 @@ public class UnifiScanner {
             List<Integer> ports = config.port() != null ? List.of(config.port()) : candidatePorts;
             Kind forced = config.usesApiKey() || config.controllerType() == ControllerType.UNIFI_OS ? Kind.UNIFI_OS
                     : config.controllerType() == ControllerType.CLASSIC ? Kind.CLASSIC : null;
+            if (forced != null && config.port() != null) { // nothing to find out: no probe at all
+                baseUrl = urlFor(config.port());
+                kind = forced;
+                log.info("using the configured " + (kind == Kind.UNIFI_OS ? "UniFi OS" : "classic") + " controller at " + baseUrl);
+                return;
+            }
             Probe found = withRetry("detecting the controller at " + config.host(), false, () -> probeRound(ports, forced), this::probeRetryable);
             if (found.kind == null && RETRIED_STATUS.contains(found.status))
                 throw new ConnectionException(found.url + " answered " + found.status + " to GET / after " + retriesText()
@@ -723,7 +732,7 @@ public class UnifiScanner {
             Probe firstAnswer = null;
             IOException firstFailure = null;
             for (int port : ports) {
-                String url = config.scheme() + "://" + hostForUrl() + (isDefaultPort(port) ? "" : ":" + port);
+                String url = urlFor(port);
                 try {
                     Answer a = exchange("GET", url, "/", null, false);
                     Kind k = forced != null ? forced : a.status() == 200 ? Kind.UNIFI_OS : a.status() == 302 ? Kind.CLASSIC : null;
@@ -742,8 +751,9 @@ public class UnifiScanner {
 
         private boolean probeRetryable(Probe p) { return RETRIED_STATUS.contains(p.status()); }
 
-        private boolean isDefaultPort(int port) {
-            return (config.scheme().equals("https") && port == 443) || (config.scheme().equals("http") && port == 80);
+        private String urlFor(int port) {
+            boolean standard = (config.scheme().equals("https") && port == 443) || (config.scheme().equals("http") && port == 80);
+            return config.scheme() + "://" + hostForUrl() + (standard ? "" : ":" + port);
         }
 
         private String hostForUrl() { return config.host().contains(":") ? "[" + config.host() + "]" : config.host(); }
@@ -1323,7 +1333,8 @@ public class UnifiScanner {
                 List<String> names = u.getUnmatched().stream().map(a -> a.startsWith("-") ? a.split("=", 2)[0] : "<argument>").toList();
                 return "unknown option " + String.join(", ", names);
             }
-            if (ex instanceof CommandLine.MissingParameterException m && ex.getArgSpec() instanceof OptionSpec o)
+            if (ex instanceof CommandLine.MissingParameterException m && m.getMissing() != null
+                    && !m.getMissing().isEmpty() && m.getMissing().get(0) instanceof OptionSpec o)
                 return "option " + o.longestName() + " needs a value";
             if (ex.getArgSpec() instanceof OptionSpec o) return "bad value for option " + o.longestName();
             return "bad arguments";
