@@ -161,9 +161,13 @@ public class UnifiScanner {
             this.json = json;
         }
 
-        /** Registers a value that must never be printed (password, key, cookie, CSRF token). */
+        /**
+         * Registers a value that must never be printed (password, key, cookie, CSRF token). Messages are built
+         * without secrets in the first place; this scrub is the second line of defence. Values under 4 characters
+         * are not scrubbed: replacing every "x" would garble the line that tells the user what went wrong.
+         */
         void secret(String value) {
-            if (value != null && !value.isEmpty()) secrets.add(value);
+            if (value != null && value.length() >= 4) secrets.add(value);
         }
 
         String scrub(String text) {
@@ -1330,8 +1334,8 @@ public class UnifiScanner {
         /** picocli's message, minus any value that might be a secret ("--pasword=hunter2"). */
         static String usageProblem(CommandLine.ParameterException ex) {
             if (ex instanceof CommandLine.UnmatchedArgumentException u) {
-                List<String> names = u.getUnmatched().stream().map(a -> a.startsWith("-") ? a.split("=", 2)[0] : "<argument>").toList();
-                return "unknown option " + String.join(", ", names);
+                List<String> names = u.getUnmatched().stream().filter(a -> a.startsWith("-")).map(a -> a.split("=", 2)[0]).toList();
+                return names.isEmpty() ? "unexpected argument: this tool takes options only" : "unknown option " + String.join(", ", names);
             }
             if (ex instanceof CommandLine.MissingParameterException m && m.getMissing() != null
                     && !m.getMissing().isEmpty() && m.getMissing().get(0) instanceof OptionSpec o)
