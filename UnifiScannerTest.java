@@ -1115,6 +1115,15 @@ public class UnifiScannerTest {
     class Signals extends WithController {
         @Test
         void sigtermRemovesTheHealthFileLogsOutAndExits143() throws Exception {
+            interruptMidRun("TERM", 143);
+        }
+
+        @Test
+        void sigintRemovesTheHealthFileLogsOutAndExits130() throws Exception {
+            interruptMidRun("INT", 130);
+        }
+
+        void interruptMidRun(String signal, int expectedExit) throws Exception {
             fake.stallSysinfo = new CountDownLatch(1);
             ProcessBuilder pb = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
                     "-cp", System.getProperty("java.class.path"), "UnifiScanner", "--test");
@@ -1129,9 +1138,9 @@ public class UnifiScannerTest {
                 while (fake.requests("GET", "/proxy/network/api/s/default/stat/sysinfo").isEmpty() && System.nanoTime() < deadline) Thread.sleep(20);
                 assertFalse(fake.requests("GET", "/proxy/network/api/s/default/stat/sysinfo").isEmpty(), "the run reached sysinfo");
                 assertTrue(Files.exists(dir.resolve("health.json")));
-                p.destroy(); // SIGTERM
+                assertEquals(0, new ProcessBuilder("kill", "-" + signal, String.valueOf(p.pid())).start().waitFor());
                 assertTrue(p.waitFor(20, TimeUnit.SECONDS), "exited");
-                assertEquals(143, p.exitValue(), Files.readString(output));
+                assertEquals(expectedExit, p.exitValue(), Files.readString(output));
                 assertFalse(Files.exists(dir.resolve("health.json")), "health file removed");
                 assertEquals(1, fake.logouts.get(), "logged out on the way out");
             } finally {
