@@ -57,6 +57,7 @@ import java.security.cert.CertificateException;
 import java.security.cert.X509Certificate;
 import java.time.Duration;
 import java.time.Instant;
+import java.time.ZoneId;
 import java.time.ZonedDateTime;
 import java.time.format.DateTimeFormatter;
 import java.time.temporal.ChronoUnit;
@@ -105,7 +106,7 @@ public class UnifiScanner {
     // Outcomes: exit codes and the one-line errors that carry them
     // =====================================================================================
 
-    static final int EXIT_OK = 0, EXIT_CONFIG = 1, EXIT_CONNECTION = 2, EXIT_AUTH = 3;
+    static final int EXIT_OK = 0, EXIT_CONFIG = 1, EXIT_CONNECTION = 2, EXIT_AUTH = 3, EXIT_FINDINGS = 4, EXIT_LOCKED = 5;
 
     /** A failure the user can act on: its message is the one line they see, its code the exit code. */
     static class ScannerException extends RuntimeException {
@@ -219,6 +220,10 @@ public class UnifiScanner {
             new Setting("retry-max-delay", "UNIFI_RETRY_MAX_DELAY", "DURATION", "60s", false, "Longest retry delay; also the wait after a rate-limited login."),
             new Setting("poll-interval", "UNIFI_POLL_INTERVAL", "DURATION", "5m", false, "Time between polls; sets the health file's staleness limit."),
             new Setting("health-file", "UNIFI_HEALTH_FILE", "FILE", "/tmp/unifi-scanner-health", false, "Health file for container health checks."),
+            new Setting("state-file", "UNIFI_STATE_FILE", "FILE", null, false, "Where the last run stopped. Default: $XDG_STATE_HOME/unifi-scanner/state.json (or ~/.local/state/...)."),
+            new Setting("initial-lookback-hours", "UNIFI_INITIAL_LOOKBACK_HOURS", "HOURS", "24", false, "How far the first run looks back."),
+            new Setting("thresholds", "UNIFI_THRESHOLDS", "LIST", "temperature=70/80,cpu=85/95,memory=90/97,poe=80/95,uptime=180/365", false,
+                    "Device-health warning/critical levels (°C, %, % of PoE budget, days)."),
             new Setting("log-level", "UNIFI_LOG_LEVEL", "LEVEL", "info", false, "debug, info, warn or error."),
             new Setting("log-format", "UNIFI_LOG_FORMAT", "FORMAT", "text", false, "text or json."));
 
@@ -232,9 +237,13 @@ public class UnifiScanner {
     record Config(String scheme, String host, Integer port, String username, String password, String apiKey,
                   String site, ControllerType controllerType, boolean verifySsl, String certFingerprint,
                   Duration connectTimeout, int maxRetries, Duration retryInitialDelay, Duration retryMaxDelay,
-                  Duration pollInterval, Path healthFile, Level logLevel, boolean logJson) {
+                  Duration pollInterval, Path healthFile, Level logLevel, boolean logJson, Path stateFile,
+                  int initialLookbackHours, List<Threshold> thresholds) {
 
         boolean usesApiKey() { return apiKey != null; }
+
+        /** The saved controller session lives beside the state, with the same 0600 care. */
+        Path sessionFile() { return stateFile.resolveSibling("session.json"); }
 
         @Override
         public String toString() {
@@ -262,7 +271,14 @@ public class UnifiScanner {
                 if (v != null) merged.put(s.key(), new Raw(v, s.env()));
             }
             cli.forEach((k, v) -> merged.put(k, new Raw(v, "--" + k)));
+            merged.putIfAbsent("state-file", new Raw(defaultStateFile(env).toString(), "default"));
             return validate(merged);
+        }
+
+        static Path defaultStateFile(Map<String, String> env) {
+            String xdg = blankToNull(env.get("XDG_STATE_HOME"));
+            Path base = xdg != null ? Path.of(xdg) : Path.of(Optional.ofNullable(blankToNull(env.get("HOME"))).orElse(System.getProperty("user.home")), ".local", "state");
+            return base.resolve("unifi-scanner").resolve("state.json");
         }
 
         /** UNIFI_X, or the content of the file named by UNIFI_X_FILE (trailing newline stripped). */
@@ -376,7 +392,24 @@ public class UnifiScanner {
             };
             return new Config(scheme, host, port, username, password, apiKey, value(raw, "site"), type,
                     bool(raw, "verify-ssl"), pin, connect, intIn(rawOrDefault(raw, "max-retries"), "max-retries", 0, 100),
-                    initial, max, poll, Path.of(value(raw, "health-file")), level, logJson);
+                    initial, max, poll, Path.of(value(raw, "health-file")), level, logJson, Path.of(value(raw, "state-file")),
+                    intIn(rawOrDefault(raw, "initial-lookback-hours"), "initial-lookback-hours", 1, 24 * 365), thresholds(rawOrDefault(raw, "thresholds")));
+        }
+
+        /** "temperature=70/80,cpu=85/95": overrides of DEFAULT_THRESHOLDS, warning/critical. */
+        static List<Threshold> thresholds(Raw r) {
+            Map<String, Threshold> out = new LinkedHashMap<>();
+            DEFAULT_THRESHOLDS.forEach(t -> out.put(t.metric(), t));
+            for (String part : r.value().split(",")) {
+                if (part.isBlank()) continue;
+                Matcher m = Pattern.compile("\\s*(\\w+)\\s*=\\s*(\\d+(?:\\.\\d+)?)\\s*/\\s*(\\d+(?:\\.\\d+)?)\\s*").matcher(part);
+                Threshold t = m.matches() ? out.get(m.group(1).toLowerCase(Locale.ROOT)) : null;
+                if (t == null || Double.parseDouble(m.group(2)) > Double.parseDouble(m.group(3)))
+                    throw bad(r, "thresholds", "must look like temperature=70/80,cpu=85/95 (metrics: " + String.join(", ", out.keySet())
+                            + "; warning before critical)");
+                out.put(t.metric(), new Threshold(t.metric(), t.label(), Double.parseDouble(m.group(2)), Double.parseDouble(m.group(3)), t.atWarning(), t.atCritical(), t.unit()));
+            }
+            return List.copyOf(out.values());
         }
 
         private static Raw rawOrDefault(Map<String, Raw> raw, String key) {
@@ -603,7 +636,7 @@ public class UnifiScanner {
         String display() { return desc == null || desc.isBlank() || desc.equals(name) ? name : name + " (" + desc + ")"; }
     }
 
-    record SysInfo(String version, String hostname, String model) {}
+    record SysInfo(String version, String hostname, String model, String timezone) {}
 
     /** One HTTP answer, read whole (up to the size cap). */
     record Answer(String method, String path, int status, HttpHeaders headers, byte[] body) {
@@ -664,6 +697,7 @@ public class UnifiScanner {
         private Site site;
         private SysInfo sysInfo;
         private int requests;
+        private long bytesRead;
 
         UnifiClient(Config config, Log log) { this(config, log, null, DEFAULT_PORTS); }
 
@@ -690,6 +724,7 @@ public class UnifiScanner {
         SysInfo sysInfo() { return sysInfo; }
         boolean loggedIn() { return loggedIn; }
         synchronized int requestCount() { return requests; }
+        synchronized long bytesRead() { return bytesRead; }
         Optional<String> certificateFingerprint() { return config.scheme().equals("https") ? tls.presentedFingerprint() : Optional.empty(); }
 
         // ---- connect: detect, authenticate, pick the site, fingerprint --------------------
@@ -697,9 +732,36 @@ public class UnifiScanner {
         /** Everything --test checks: detection, login, site selection, sysinfo. */
         void connect() {
             detect();
-            if (!config.usesApiKey()) login();
-            site = selectSite(sites(), config.site());
-            sysInfo = readSysInfo();
+            authenticate();
+            useSite(selectSite(sites(), config.site()));
+            readSysInfo();
+        }
+
+        /** Logs in unless an API key is used or a saved session was resumed (a 401 later still logs in). */
+        void authenticate() {
+            if (!config.usesApiKey() && !loggedIn) login();
+        }
+
+        void useSite(Site site) { this.site = site; }
+
+        /** Cookies and CSRF token of the current session: what the session cache keeps. Never the password. */
+        record SavedSession(Map<String, String> cookies, String csrf) {}
+
+        SavedSession exportSession() {
+            synchronized (cookies) { return new SavedSession(new LinkedHashMap<>(cookies), csrf); }
+        }
+
+        /** Continues a saved session instead of logging in. If the controller no longer accepts it, the first 401 logs in. */
+        void resume(SavedSession saved) {
+            synchronized (cookies) {
+                cookies.clear();
+                cookies.putAll(saved.cookies());
+                saved.cookies().values().forEach(log::secret);
+            }
+            csrf = saved.csrf();
+            log.secret(csrf);
+            loggedIn = true;
+            log.debug("resuming the saved controller session");
         }
 
         /**
@@ -713,7 +775,7 @@ public class UnifiScanner {
             if (forced != null && config.port() != null) { // nothing to find out: no probe at all
                 baseUrl = urlFor(config.port());
                 kind = forced;
-                log.info("using the configured " + (kind == Kind.UNIFI_OS ? "UniFi OS" : "classic") + " controller at " + baseUrl);
+                log.debug("using the configured " + (kind == Kind.UNIFI_OS ? "UniFi OS" : "classic") + " controller at " + baseUrl);
                 return;
             }
             Probe found = withRetry("detecting the controller at " + config.host(), false, () -> probeRound(ports, forced), this::probeRetryable);
@@ -726,7 +788,7 @@ public class UnifiScanner {
             }
             baseUrl = found.url;
             kind = found.kind;
-            log.info("found a " + (kind == Kind.UNIFI_OS ? "UniFi OS" : "classic") + " controller at " + baseUrl
+            log.debug("found a " + (kind == Kind.UNIFI_OS ? "UniFi OS" : "classic") + " controller at " + baseUrl
                     + (forced != null ? " (type configured, not probed)" : ""));
         }
 
@@ -798,7 +860,7 @@ public class UnifiScanner {
             }
             loggedIn = true;
             sessionGeneration++;
-            log.info("logged in as '" + config.username() + "'");
+            log.debug("logged in as '" + config.username() + "'");
         }
 
         /** Ends the session if this run opened one. Never throws: a failed logout must not mask the run's outcome. */
@@ -838,7 +900,8 @@ public class UnifiScanner {
         SysInfo readSysInfo() {
             JsonNode d = data(get("/api/s/" + site.name() + "/stat/sysinfo")).path(0);
             String model = d.path("ubnt_device_type").asText(null);
-            return new SysInfo(d.path("version").asText(null), d.path("hostname").asText(null), model);
+            sysInfo = new SysInfo(d.path("version").asText(null), d.path("hostname").asText(null), model, d.path("timezone").asText(null));
+            return sysInfo;
         }
 
         /** "UniFi OS console (UDMPRO)", "UniFi OS Server" or "classic Network application". */
@@ -867,7 +930,7 @@ public class UnifiScanner {
             if (a.status() == 401 && !a.text().contains("api.err.NoSiteContext")) {
                 if (config.usesApiKey())
                     throw new AuthException("the controller rejected the API key (401): create a new one under Network → Settings → Control Plane → Integrations");
-                log.info(method + " " + full + " answered 401: the session expired, logging in again");
+                log.debug(method + " " + full + " answered 401: the session expired, logging in again");
                 relogin(generation);
                 a = send(method, full, body);
                 if (a.status() == 401)
@@ -1058,6 +1121,7 @@ public class UnifiScanner {
                 if (e.getCause() instanceof IOException io) throw io;
                 throw new IOException(String.valueOf(e.getCause()), e.getCause());
             }
+            synchronized (this) { bytesRead += r.body().length; }
             if (session) remember(r.headers());
             log.debug(method + " " + path + " -> " + r.statusCode() + " (" + (System.nanoTime() - started) / 1_000_000 + " ms, " + r.body().length + " bytes)");
             return new Answer(method, path, r.statusCode(), r.headers(), r.body());
@@ -1141,6 +1205,1159 @@ public class UnifiScanner {
     static String abbreviate(String s) { return s.length() > 80 ? s.substring(0, 80) + "…" : s; }
 
     // =====================================================================================
+    // Collect: everything new since the cursor, from every source the controller has, in one event type
+    // =====================================================================================
+
+    /** One thing that happened, whichever API it came from. {@code raw} keeps the controller's record. */
+    record Event(String site, Instant time, String key, String origin, String severityHint, String subsystem,
+                 String deviceMac, String deviceName, String client, String message, String id, JsonNode raw) {
+        /** A field of the raw record, or of v2 parameters ({"IP": {"name": ...}}), as text; "" when absent. */
+        String field(String name) {
+            JsonNode v = raw.path(name);
+            if (v.isMissingNode() || v.isNull()) v = raw.path("parameters").path(name.toUpperCase(Locale.ROOT)).path("name");
+            return v.isValueNode() ? v.asText() : "";
+        }
+    }
+
+    /** One IPS/IDS alert (flat inner_alert_* fields). */
+    record IpsAlert(String site, Instant time, String id, long sid, String signature, String category, String action,
+                    String srcIp, String srcCountry, String dstIp, int dstPort, String proto, int severity) {
+        boolean blocked() { return action.equalsIgnoreCase("blocked") || action.equalsIgnoreCase("drop") || action.equalsIgnoreCase("reject"); }
+
+        boolean cybersecure() { return sid >= 2_800_000 && sid <= 2_899_999; }
+    }
+
+    /** A stat/device snapshot, reduced to what health checks read. Missing figures are null. */
+    record Device(String site, String mac, String name, String model, String type, int state, boolean adopted, Long uptime,
+                  boolean upgradable, String version, String upgradeTo, Double cpu, Double mem, Double temperature,
+                  boolean overheating, Double poeBudget, Double poeUsed) {
+        String label() { return name == null || name.isBlank() ? (model == null ? "device" : model) + " " + mac : name; }
+    }
+
+    record Subsystem(String site, String name, String status) {}
+
+    record Collection(List<Event> events, List<IpsAlert> ips, List<Device> devices, List<Subsystem> health,
+                      Map<String, String> sources, Map<String, String> notes, int malformed, boolean usedSystemLog) {}
+
+    static final class Collector {
+        static final int V1_PAGE = 3000, V2_PAGE = 1000, IPS_LIMIT = 10_000;
+        /** The v2 categories controllers accept; any other value answers 400. */
+        static final List<String> V2_CATEGORIES = List.of("SECURITY", "UNIFI_DEVICES", "SOFTWARE_UPDATES", "VPN", "POWER",
+                "UNIFI_ETHERNET_PORTS", "CLIENT_DEVICES", "UNKNOWN", "AUDIT", "INTERNET_AND_WAN");
+        static final List<String> DEVICE_PREFIXES = List.of("ap", "sw", "gw", "xg", "dm", "bb", "usp", "dev");
+
+        private final UnifiClient client;
+        private final Log log;
+        private Boolean systemLog; // null until the first site tells which event API this controller has
+        private int malformed;
+
+        Collector(UnifiClient client, Log log) {
+            this.client = client;
+            this.log = log;
+        }
+
+        /** Reads one site: events since {@code from} (inclusive), alarms, IPS, devices, subsystem health. */
+        Collection collect(String site, Instant from, Instant to) {
+            malformed = 0;
+            Map<String, String> sources = new LinkedHashMap<>(), notes = new LinkedHashMap<>();
+            List<Event> events = new ArrayList<>();
+            List<IpsAlert> ips = new ArrayList<>();
+            List<Device> devices = new ArrayList<>();
+            List<Subsystem> health = new ArrayList<>();
+            events.addAll(events(site, from, to)); // the core source: its failure fails the run
+            sources.put("events", "ok");
+            source("alarms", "Alarms", sources, notes, () -> events.addAll(dedupe(alarms(site, from), events)));
+            source("ips", "IPS events", sources, notes, () -> ips.addAll(ips(site, from, to)));
+            source("devices", "Devices", sources, notes, () -> devices.addAll(devices(site)));
+            source("health", "Subsystem health", sources, notes, () -> health.addAll(health(site)));
+            // IPS alerts also arrive as EVT_IPS_IpsAlert events: keep one of each
+            Set<String> ipsIds = new java.util.HashSet<>();
+            ips.forEach(a -> ipsIds.add(a.id()));
+            for (Event e : events) {
+                if (e.raw().has("inner_alert_signature") && ipsIds.add(e.id())) ips.add(ipsAlert(site, e.raw()));
+            }
+            events.removeIf(e -> e.raw().has("inner_alert_signature"));
+            events.sort(java.util.Comparator.comparing(Event::time));
+            ips.sort(java.util.Comparator.comparing(IpsAlert::time));
+            return new Collection(events, ips, devices, health, sources, notes, malformed, Boolean.TRUE.equals(systemLog));
+        }
+
+        private void source(String key, String label, Map<String, String> sources, Map<String, String> notes, Runnable read) {
+            try {
+                read.run();
+                sources.put(key, "ok");
+            } catch (ApiException e) {
+                if (!e.endpointMissing()) throw e;
+                sources.put(key, "unavailable");
+                notes.put(key, label + ": not available on this controller version");
+                log.debug(label + " are not available on this controller (" + e.status + "); skipped");
+            } catch (AuthException e) {
+                throw e;
+            } catch (ScannerException e) {
+                sources.put(key, "error");
+                notes.put(key, label + ": could not be read (" + e.getMessage() + ")");
+                log.warn(label + " could not be read: " + e.getMessage());
+            }
+        }
+
+        // ---- events: v1 stat/event (≤ 9.x), else the v2 system log (10.x) -------------------
+
+        List<Event> events(String site, Instant from, Instant to) {
+            if (!Boolean.TRUE.equals(systemLog)) {
+                try {
+                    List<Event> v1 = v1Events(site, from, to);
+                    systemLog = false;
+                    return v1;
+                } catch (ApiException e) {
+                    if (!e.endpointMissing() || Boolean.FALSE.equals(systemLog)) throw e;
+                    log.debug("stat/event is not available (" + e.status + "): reading the v2 system log instead");
+                    systemLog = true;
+                }
+            }
+            return systemLogEvents(site, from, to);
+        }
+
+        /** Newest first, page by page, until the page reaches back past the cursor or the controller's total. */
+        List<Event> v1Events(String site, Instant from, Instant to) {
+            long hours = Math.max(1, (long) Math.ceil(Duration.between(from, to).toMinutes() / 60.0) + 1);
+            List<Event> out = new ArrayList<>();
+            for (int start = 0; ; start += V1_PAGE) {
+                ObjectNode body = JSON.createObjectNode().put("_sort", "-time").put("within", hours).put("_start", start).put("_limit", V1_PAGE);
+                JsonNode answer = client.post("/api/s/" + site + "/stat/event", body);
+                JsonNode data = UnifiClient.data(answer);
+                boolean reachedCursor = false;
+                for (JsonNode r : data) {
+                    Event e = normalize(() -> v1Event(site, r, "event"));
+                    if (e == null) continue;
+                    if (e.time().isBefore(from)) reachedCursor = true;
+                    else out.add(e);
+                }
+                long total = answer.path("meta").path("count").asLong(-1);
+                if (data.size() < V1_PAGE || reachedCursor || (total >= 0 && start + data.size() >= total)) return out;
+            }
+        }
+
+        List<Event> systemLogEvents(String site, Instant from, Instant to) {
+            List<Event> out = new ArrayList<>();
+            for (int page = 0; ; page++) {
+                ObjectNode body = JSON.createObjectNode().put("timestampFrom", from.toEpochMilli()).put("timestampTo", to.toEpochMilli())
+                        .put("pageNumber", page).put("pageSize", V2_PAGE);
+                V2_CATEGORIES.forEach(body.putArray("categories")::add);
+                List.of("LOW", "MEDIUM", "HIGH", "VERY_HIGH").forEach(body.putArray("severities")::add);
+                JsonNode answer = client.post("/v2/api/site/" + site + "/system-log/all", body);
+                JsonNode data = answer.path("data");
+                if (!data.isArray()) throw new ConnectionException("the system log answer has no data list: " + abbreviate(answer.toString()));
+                for (JsonNode r : data) {
+                    Event e = normalize(() -> v2Event(site, r));
+                    if (e != null && !e.time().isBefore(from)) out.add(e);
+                }
+                int pages = answer.path("total_page_count").asInt(0);
+                if (page + 1 >= pages || data.isEmpty()) return out;
+            }
+        }
+
+        List<Event> alarms(String site, Instant from) {
+            List<Event> out = new ArrayList<>();
+            for (JsonNode r : UnifiClient.data(client.get("/api/s/" + site + "/list/alarm?archived=false"))) {
+                Event e = normalize(() -> v1Event(site, r, "alarm"));
+                if (e != null && !e.time().isBefore(from)) out.add(e);
+            }
+            return out;
+        }
+
+        /** Alarms repeat events the event log already has (same key, time and device): keep the event. */
+        static List<Event> dedupe(List<Event> alarms, List<Event> events) {
+            Set<String> seen = new java.util.HashSet<>();
+            for (Event e : events) seen.add(e.key() + "|" + e.time().toEpochMilli() + "|" + e.deviceMac());
+            return alarms.stream().filter(a -> !seen.contains(a.key() + "|" + a.time().toEpochMilli() + "|" + a.deviceMac())).toList();
+        }
+
+        List<IpsAlert> ips(String site, Instant from, Instant to) {
+            ObjectNode body = JSON.createObjectNode().put("start", from.toEpochMilli()).put("end", to.toEpochMilli()).put("_limit", IPS_LIMIT);
+            List<IpsAlert> out = new ArrayList<>();
+            for (JsonNode r : UnifiClient.data(client.post("/api/s/" + site + "/stat/ips/event", body))) {
+                try {
+                    IpsAlert a = ipsAlert(site, r);
+                    if (!a.time().isBefore(from)) out.add(a);
+                } catch (RuntimeException e) {
+                    malformed++;
+                }
+            }
+            return out;
+        }
+
+        List<Device> devices(String site) {
+            List<Device> out = new ArrayList<>();
+            for (JsonNode r : UnifiClient.data(client.get("/api/s/" + site + "/stat/device"))) {
+                try {
+                    out.add(device(site, r));
+                } catch (RuntimeException e) {
+                    malformed++;
+                }
+            }
+            return out;
+        }
+
+        List<Subsystem> health(String site) {
+            List<Subsystem> out = new ArrayList<>();
+            for (JsonNode r : UnifiClient.data(client.get("/api/s/" + site + "/stat/health")))
+                out.add(new Subsystem(site, r.path("subsystem").asText("?"), r.path("status").asText("unknown")));
+            return out;
+        }
+
+        private Event normalize(java.util.function.Supplier<Event> parse) {
+            try {
+                return parse.get();
+            } catch (RuntimeException e) {
+                malformed++;
+                return null;
+            }
+        }
+
+        // ---- normalization: one place per record shape ---------------------------------
+
+        static Event v1Event(String site, JsonNode r, String origin) {
+            String key = r.path("key").asText("");
+            if (key.isBlank()) throw new IllegalArgumentException("no key");
+            String mac = null, name = null;
+            for (String p : DEVICE_PREFIXES) {
+                if (r.path(p).isTextual() && !r.path(p).asText().isBlank()) {
+                    mac = r.path(p).asText();
+                    name = r.path(p + "_name").asText(null);
+                    break;
+                }
+            }
+            String client = firstText(r, "hostname", "user", "guest");
+            return new Event(site, time(r), key, origin, null, r.path("subsystem").asText(null), mac, name, client,
+                    r.path("msg").asText(""), r.path("_id").asText(""), r);
+        }
+
+        static Event v2Event(String site, JsonNode r) {
+            String key = firstText(r, "key", "event");
+            if (key == null) throw new IllegalArgumentException("no key");
+            JsonNode params = r.path("parameters");
+            JsonNode dev = params.path("DEVICE");
+            String client = params.path("CLIENT").isObject() ? firstText(params.path("CLIENT"), "name", "hostname", "id") : null;
+            String message = fill(r.path("message_raw").asText(r.path("message").asText("")), params);
+            return new Event(site, time(r), key, "system-log", r.path("severity").asText(null), r.path("category").asText(null),
+                    dev.isObject() ? firstText(dev, "mac", "id") : null, dev.isObject() ? dev.path("name").asText(null) : null,
+                    client, message, r.path("id").asText(r.path("_id").asText("")), r);
+        }
+
+        /** "{DEVICE} lost contact" with parameters {"DEVICE":{"name":"Garage AP"}} → "Garage AP lost contact". */
+        static String fill(String template, JsonNode params) {
+            Matcher m = Pattern.compile("\\{([A-Z_]+)}").matcher(template);
+            StringBuilder out = new StringBuilder();
+            while (m.find()) {
+                JsonNode p = params.path(m.group(1));
+                String v = p.isObject() ? Optional.ofNullable(firstText(p, "name", "hostname", "id")).orElse(m.group()) : p.isValueNode() ? p.asText() : m.group();
+                m.appendReplacement(out, Matcher.quoteReplacement(v));
+            }
+            return m.appendTail(out).toString();
+        }
+
+        static IpsAlert ipsAlert(String site, JsonNode r) {
+            String signature = r.path("inner_alert_signature").asText("");
+            if (signature.isBlank()) throw new IllegalArgumentException("no signature");
+            String country = r.path("srcipCountry").isTextual() ? r.path("srcipCountry").asText() : r.path("srcipGeo").path("country_code").asText("");
+            return new IpsAlert(site, time(r), firstText(r, "_id", "unique_alertid") == null ? "" : firstText(r, "_id", "unique_alertid"),
+                    r.path("inner_alert_signature_id").asLong(0), signature, r.path("inner_alert_category").asText(""),
+                    r.path("inner_alert_action").asText(""), r.path("src_ip").asText(""), country, r.path("dest_ip").asText(""),
+                    r.path("dest_port").asInt(0), r.path("proto").asText(""), r.path("inner_alert_severity").asInt(3));
+        }
+
+        static Device device(String site, JsonNode r) {
+            String mac = r.path("mac").asText("");
+            if (mac.isBlank()) throw new IllegalArgumentException("no mac");
+            Double temperature = number(r.path("general_temperature"));
+            for (JsonNode t : r.path("temperatures")) {
+                Double v = number(t.path("value"));
+                if (v != null && (temperature == null || v > temperature)) temperature = v;
+            }
+            Double poeUsed = null;
+            for (JsonNode p : r.path("port_table")) {
+                Double w = number(p.path("poe_power"));
+                if (w != null && p.path("poe_enable").asBoolean(true)) poeUsed = (poeUsed == null ? 0 : poeUsed) + w;
+            }
+            Double budget = number(r.path("total_max_power"));
+            return new Device(site, mac, r.path("name").asText(null), r.path("model").asText(null), r.path("type").asText(""),
+                    r.path("state").asInt(0), r.path("adopted").asBoolean(true), r.has("uptime") ? r.path("uptime").asLong() : null,
+                    r.path("upgradable").asBoolean(false), r.path("version").asText(null), r.path("upgrade_to_firmware").asText(null),
+                    number(r.path("system-stats").path("cpu")), number(r.path("system-stats").path("mem")), temperature,
+                    r.path("overheating").asBoolean(false), budget, budget == null ? null : poeUsed);
+        }
+
+        /** ms "time"; else "timestamp" (seconds, or ms when it is that large); else ISO "datetime". */
+        static Instant time(JsonNode r) {
+            if (r.path("time").isNumber()) return Instant.ofEpochMilli(r.path("time").asLong());
+            if (r.path("timestamp").isNumber()) {
+                long t = r.path("timestamp").asLong();
+                return t > 100_000_000_000L ? Instant.ofEpochMilli(t) : Instant.ofEpochSecond(t);
+            }
+            if (r.path("datetime").isTextual()) return Instant.parse(r.path("datetime").asText());
+            throw new IllegalArgumentException("no time");
+        }
+
+        static Double number(JsonNode n) {
+            if (n.isNumber()) return n.asDouble();
+            if (n.isTextual()) {
+                try {
+                    return Double.parseDouble(n.asText().trim());
+                } catch (NumberFormatException e) {
+                    return null;
+                }
+            }
+            return null;
+        }
+
+        static String firstText(JsonNode r, String... fields) {
+            for (String f : fields) if (r.path(f).isValueNode() && !r.path(f).asText().isBlank()) return r.path(f).asText();
+            return null;
+        }
+    }
+
+    // =====================================================================================
+    // Explain: rules and thresholds are tables; events become findings a non-expert understands
+    // =====================================================================================
+
+    enum Severity {
+        SEVERE, MEDIUM, LOW;
+
+        String word() { return name().toLowerCase(Locale.ROOT); }
+    }
+
+    enum Category {
+        SECURITY, CONNECTIVITY, INTERNET, POWER, WIRELESS, FIRMWARE, SYSTEM;
+
+        String word() { return name().toLowerCase(Locale.ROOT); }
+    }
+
+    /**
+     * One rule: the event keys it explains (a regex over real controller keys), how its events are grouped into one
+     * finding (by "device", "client", "key" or a record field such as "ip"), and the words. {placeholders} in titles
+     * are filled from the event ({device}, {client}, or a record field). At {@code escalateAt} events in one group the
+     * finding becomes severe with the escalated words (an AP that keeps dropping off is flapping).
+     */
+    record Rule(Pattern keys, Category category, Severity severity, String groupBy, String title, String explanation,
+                List<String> steps, int escalateAt, String escalatedTitle, String escalatedExplanation) {
+        static Rule of(String keys, Category c, Severity s, String groupBy, String title, String explanation, String... steps) {
+            return new Rule(Pattern.compile(keys), c, s, groupBy, title, explanation, List.of(steps), 0, null, null);
+        }
+
+        Rule escalate(int at, String title, String explanation) {
+            return new Rule(keys, category, severity, groupBy, this.title, this.explanation, steps, at, title, explanation);
+        }
+    }
+
+    static final String CHECK_POWER = "Check that the device has power: its LED, the PoE port or injector feeding it, and any UPS.";
+    static final String CHECK_CABLE = "Check its network cable and the switch port it plugs into (reseat it; try another cable or port).";
+
+    static final List<Rule> RULES = List.of(
+            Rule.of("EVT_(AP|SW|GW|XG|DM|BB)_Lost_Contact", Category.CONNECTIVITY, Severity.MEDIUM, "device",
+                    "{device} dropped off the network",
+                    "The controller lost contact with this device. While it was gone, anything connected through it (Wi-Fi clients, wired devices behind a switch) may have lost its connection.",
+                    CHECK_POWER, CHECK_CABLE, "If it keeps happening, look at the device's uptime: a short uptime means it is restarting, which points at power or firmware.")
+                    .escalate(5, "{device} keeps dropping off the network — flapping",
+                            "The controller lost contact with this device again and again. A device that flaps like this usually has an unstable power supply (an overloaded PoE port or a failing injector), a bad cable, or a firmware problem, and its clients keep getting cut off."),
+            Rule.of("EVT_AP_Isolated", Category.WIRELESS, Severity.MEDIUM, "device", "{device} lost its wired uplink (isolated)",
+                    "This access point can no longer reach the network through its cable, so its Wi-Fi clients cannot reach anything either.",
+                    CHECK_CABLE, "If it is meant to work as a wireless mesh point, check that a nearby AP is online to connect to."),
+            Rule.of("EVT_\\w+_EliteDeviceOffline", Category.CONNECTIVITY, Severity.MEDIUM, "device", "{device} is offline",
+                    "UniFi's monitoring reports this device offline.", CHECK_POWER, CHECK_CABLE),
+            Rule.of("EVT_(AP|SW|GW|XG|DM|BB)_Connected", Category.CONNECTIVITY, Severity.LOW, "device", "{device} reconnected to the controller",
+                    "The device came back online. If it was not restarted on purpose, look for a matching 'dropped off' finding."),
+            Rule.of("EVT_(AP|SW|GW|XG|DM|BB)_RestartedUnknown", Category.SYSTEM, Severity.MEDIUM, "device", "{device} restarted unexpectedly",
+                    "The device rebooted without anyone asking it to. Power dips and firmware crashes are the usual causes.",
+                    CHECK_POWER, "Update it to the latest firmware if an update is available.", "If it repeats, put it (or its PoE switch) on a UPS."),
+            Rule.of("EVT_\\w+_RestartProc", Category.SYSTEM, Severity.LOW, "device", "A service on {device} was restarted",
+                    "A program inside the device stopped and was restarted automatically. Once is harmless; often suggests a firmware bug."),
+            Rule.of("EVT_GW_DhcpPoolExhausted", Category.CONNECTIVITY, Severity.SEVERE, "device", "A DHCP address pool ran out on {device}",
+                    "The gateway has no free IP addresses left to hand out, so new devices cannot join the network.",
+                    "Shorten the DHCP lease time or enlarge the network's address range (Settings → Networks).", "Look for a device requesting many addresses (a misbehaving client or a DHCP loop)."),
+            Rule.of("EVT_GW_DhcpPoolNearExhausted", Category.CONNECTIVITY, Severity.MEDIUM, "device", "A DHCP address pool is nearly full on {device}",
+                    "The gateway is close to running out of IP addresses for new devices.",
+                    "Enlarge the network's address range or shorten the lease time (Settings → Networks)."),
+            Rule.of("EVT_GW_NetworkAutoScaleFailed", Category.SYSTEM, Severity.LOW, "device", "{device} could not auto-scale a network",
+                    "The gateway tried to grow a network's address range automatically and failed."),
+            Rule.of("EVT_GW_CommitError", Category.SYSTEM, Severity.MEDIUM, "device", "{device} failed to apply its configuration",
+                    "A settings change could not be applied on the gateway, so it may be running with old or partial settings.",
+                    "Re-open the last setting you changed and save it again.", "If it keeps failing, force a re-provision of the gateway (Devices → gateway → Manage → Force Provision)."),
+            Rule.of("EVT_GW_IpReputationAlert", Category.SECURITY, Severity.MEDIUM, "device", "Traffic to or from an address with a bad reputation",
+                    "A device on your network talked to an internet address that is known for malware, spam or attacks.",
+                    "Find which client it was (see the sample messages) and scan it for malware.", "Keep IPS in blocking mode so such traffic is stopped."),
+            Rule.of("EVT_AP_DetectRogueAP", Category.SECURITY, Severity.LOW, "essid", "A foreign access point '{essid}' was seen",
+                    "One of your access points hears a Wi-Fi network that is not yours. Usually a neighbour; it matters only if it imitates your network name.",
+                    "If it uses your network's name, find and remove it: it could be trying to catch your users' logins."),
+            Rule.of("EVT_SW_DetectRogueDHCP", Category.SECURITY, Severity.SEVERE, "ip", "A rogue DHCP server ({ip}) is handing out addresses",
+                    "A device that is not your gateway answers DHCP requests. Clients that take its answer get wrong settings and lose internet access, or have their traffic redirected.",
+                    "Find the device from its MAC address and switch port in the sample message and unplug it.", "Usually it is a home router plugged in by mistake: disable its DHCP server or put it in access-point mode.", "Consider enabling DHCP Guard on the network."),
+            Rule.of("EVT_AD_LoginFailed", Category.SECURITY, Severity.MEDIUM, "ip", "Failed admin login from {ip}",
+                    "Someone tried to log in to the controller with a wrong user name or password.",
+                    "If it was not you or a colleague, block the address on the gateway and make sure the controller's login page is not reachable from the internet.",
+                    "Change admin passwords and enable multi-factor authentication for admin accounts.")
+                    .escalate(5, "Likely brute-force attack on the admin login from {ip}",
+                            "Many failed logins from one address in a short time: someone is guessing passwords for the controller."),
+            Rule.of("EVT_AD_Login", Category.SECURITY, Severity.LOW, "ip", "Admin '{admin}' logged in from {ip}",
+                    "An administrator logged in to the controller. Listed so you notice logins you do not expect."),
+            Rule.of("EVT_\\w+_HostKeyMismatch", Category.SECURITY, Severity.MEDIUM, "device", "The SSH host key of {device} changed",
+                    "The device presented a different identity than before. This happens after a factory reset or replacement; otherwise it can mean someone is impersonating it.",
+                    "If the device was not reset or replaced, check it is the genuine device before trusting it again."),
+            Rule.of("EVT_GW_IPSUpdateError", Category.SECURITY, Severity.LOW, "device", "{device} could not update its threat signatures",
+                    "The intrusion prevention system could not download new signatures, so it will miss the newest threats until it can.",
+                    "Check the gateway's internet access and DNS; the update is retried automatically."),
+            Rule.of("EVT_(LC|WC)_Blocked", Category.SECURITY, Severity.LOW, "client", "Blocked client {client} tried to connect",
+                    "A device you blocked tried to join the network and was refused."),
+            Rule.of("EVT_SW_LoopDetected", Category.CONNECTIVITY, Severity.SEVERE, "device", "A network loop was detected on {device}",
+                    "Two ports are connected to each other somewhere (directly or through other switches). Loops flood the network and can take it down.",
+                    "Look for a cable plugged in at both ends into the same network (often a desk switch or a wall socket).", "Keep spanning tree (STP/RSTP) enabled on all switches."),
+            Rule.of("EVT_SW_StpPortBlocking", Category.CONNECTIVITY, Severity.LOW, "device", "Spanning tree blocked a port on {device}",
+                    "The switch shut a redundant path to prevent a loop. Expected if you have redundant links; otherwise look for a stray cable."),
+            Rule.of("EVT_SW_PoeOverload", Category.POWER, Severity.MEDIUM, "device", "{device} ran out of PoE power",
+                    "The switch could not power everything plugged into it, so some powered devices (APs, cameras, phones) may have switched off.",
+                    "Move some powered devices to another switch or a PoE injector.", "Check the switch's PoE budget in its device page."),
+            Rule.of("EVT_SW_PoeDisconnect", Category.POWER, Severity.LOW, "device", "A powered device was disconnected from {device}",
+                    "A device that took power from the switch stopped drawing it (unplugged, or it failed)."),
+            Rule.of("EVT_SW_Overheat", Category.SYSTEM, Severity.SEVERE, "device", "{device} is overheating",
+                    "The switch reports a temperature high enough to damage it or make it shut down.",
+                    "Make sure its vents are free and the room or rack is cooled.", "Reduce its PoE load if it powers many devices."),
+            Rule.of("EVT_USP_Rps\\w*", Category.POWER, Severity.MEDIUM, "device", "Redundant power supply event on {device}",
+                    "The redundant power supply switched over or lost a supply.", "Check both power inputs of the redundant power supply."),
+            Rule.of("EVT_AP_RadarDetected", Category.WIRELESS, Severity.LOW, "device", "{device} heard radar and left channel {radar_channel}",
+                    "Access points must leave some 5 GHz channels (DFS) when they hear weather or aviation radar. Clients briefly disconnect.",
+                    "If it happens often, choose a non-DFS 5 GHz channel (36-48 or 149-165) for this AP."),
+            Rule.of("EVT_AP_PossibleInterference", Category.WIRELESS, Severity.LOW, "device", "{device} reports possible interference",
+                    "Something else is using the same radio channel heavily, which slows Wi-Fi down.", "Let the controller optimise channels, or pick a quieter channel for this AP."),
+            Rule.of("EVT_AP_ChannelChanged", Category.WIRELESS, Severity.LOW, "device", "{device} changed its radio channel",
+                    "The access point moved to another channel, usually to avoid interference."),
+            Rule.of("EVT_\\w+_Upgraded", Category.FIRMWARE, Severity.LOW, "device", "{device} was upgraded",
+                    "The device's firmware was updated."),
+            Rule.of("EVT_\\w+_UpgradeScheduled", Category.FIRMWARE, Severity.LOW, "device", "A firmware upgrade is scheduled for {device}",
+                    "The device will update its firmware at the scheduled time and restart."),
+            Rule.of("EVT_\\w+_FirmwareCheckFailed", Category.FIRMWARE, Severity.LOW, "device", "Checking for firmware updates failed",
+                    "The controller could not reach Ubiquiti's update servers; it will try again."),
+            Rule.of("EVT_\\w+_FirmwareDownloadFailed", Category.FIRMWARE, Severity.MEDIUM, "device", "A firmware download failed for {device}",
+                    "An update could not be downloaded, so the device stays on its current firmware.", "Check the controller's internet access and DNS, then start the update again."),
+            Rule.of("EVT_AD_UpdateAvailable", Category.FIRMWARE, Severity.LOW, "key", "A controller update is available",
+                    "A newer version of the UniFi software is available.", "Read the release notes and update at a quiet time."),
+            Rule.of("EVT_\\w+_LicenseInvalid", Category.SYSTEM, Severity.MEDIUM, "device", "A licence is invalid on {device}",
+                    "A feature that needs a licence or subscription is not licensed any more.", "Check the subscription in your UniFi account."),
+            Rule.of("EVT_AD_(HD|MicroSD)UsableSpace", Category.SYSTEM, Severity.MEDIUM, "key", "The console's storage is running out",
+                    "The console's disk or SD card is nearly full. Recordings, backups and logs may stop being saved.",
+                    "Delete old backups or recordings, or replace the storage with a larger one."));
+
+    /** Everyday noise: counted in the report's activity line, never a finding. */
+    static final Pattern NOISE = Pattern.compile("EVT_(WU|WG|LU|LG|HS)_\\w+");
+
+    /** WAN state words that mean the link went down or came back (field "state" of EVT_GW_WANTransition). */
+    static final Set<String> WAN_DOWN = Set.of("down", "inactive", "failed", "failover", "disconnected", "offline");
+    static final Set<String> WAN_UP = Set.of("up", "active", "connected", "online", "restored");
+
+    /** Suricata class types in words a non-expert reads. */
+    static final Map<String, String> IPS_CATEGORY_WORDS = Map.ofEntries(
+            Map.entry("a network trojan was detected", "a device on your network may be infected with malware"),
+            Map.entry("misc attack", "a known attack, usually from an address on a block list"),
+            Map.entry("attempted information leak", "someone probing for information about your network"),
+            Map.entry("potentially bad traffic", "traffic that often accompanies attacks"),
+            Map.entry("attempted administrator privilege gain", "an attempt to take over a system"),
+            Map.entry("attempted user privilege gain", "an attempt to gain access to a system"),
+            Map.entry("web application attack", "an attack on a web server or web application"),
+            Map.entry("detection of a network scan", "someone scanning your network for open ports"),
+            Map.entry("potential corporate privacy violation", "traffic your policy may not allow (peer-to-peer, remote access tools)"),
+            Map.entry("attempted denial of service", "an attempt to overload a service"),
+            Map.entry("misc activity", "unusual activity worth a look"),
+            Map.entry("malware command and control activity detected", "a device on your network may be controlled by attackers"));
+
+    /** Device-health thresholds: a warning and a critical level, and the severity each gives. */
+    record Threshold(String metric, String label, double warning, double critical, Severity atWarning, Severity atCritical, String unit) {}
+
+    static final List<Threshold> DEFAULT_THRESHOLDS = List.of(
+            new Threshold("temperature", "temperature", 70, 80, Severity.MEDIUM, Severity.SEVERE, "°C"),
+            new Threshold("cpu", "CPU load", 85, 95, Severity.LOW, Severity.MEDIUM, "%"),
+            new Threshold("memory", "memory use", 90, 97, Severity.LOW, Severity.MEDIUM, "%"),
+            new Threshold("poe", "PoE budget use", 80, 95, Severity.LOW, Severity.MEDIUM, "%"),
+            new Threshold("uptime", "uptime", 180, 365, Severity.LOW, Severity.MEDIUM, "days"));
+
+    record Finding(String site, Severity severity, Category category, String title, String explanation, List<String> remediation,
+                   int count, Instant firstSeen, Instant lastSeen, String device, String client, List<String> eventKeys,
+                   List<String> sampleMessages, String snapshotId) {
+        /** Snapshot findings (device health now) have an id so a run can tell whether they are new. */
+        boolean snapshot() { return snapshotId != null; }
+    }
+
+    record DeviceRow(String site, String name, String mac, String model, String type, boolean online, Double cpu, Double mem,
+                     Double temperature, Long uptime, String firmware, String upgradeTo, List<String> issues) {}
+
+    record Explained(List<Finding> findings, List<DeviceRow> deviceHealth, Map<String, Integer> unexplained, Map<String, Integer> activity) {}
+
+    static final class Explainer {
+        private final List<Threshold> thresholds;
+        private final ZoneId zone;
+
+        Explainer(List<Threshold> thresholds, ZoneId zone) {
+            this.thresholds = thresholds;
+            this.zone = zone;
+        }
+
+        Explained explain(Collection c) {
+            List<Finding> findings = new ArrayList<>();
+            Map<String, Integer> unexplained = new java.util.TreeMap<>(), activity = new java.util.TreeMap<>();
+            Map<String, Device> byMac = new java.util.HashMap<>();
+            c.devices().forEach(d -> byMac.put(d.mac().toLowerCase(Locale.ROOT), d));
+
+            Map<String, List<Event>> groups = new LinkedHashMap<>();
+            Map<String, Rule> groupRule = new java.util.HashMap<>();
+            List<Event> wan = new ArrayList<>();
+            for (Event e : c.events()) {
+                if (e.key().equals("EVT_GW_WANTransition")) { wan.add(e); continue; }
+                if (NOISE.matcher(e.key()).matches()) { activity.merge(e.key(), 1, Integer::sum); continue; }
+                Rule rule = RULES.stream().filter(r -> r.keys().matcher(e.key()).matches()).findFirst().orElse(null);
+                if (rule == null && e.origin().equals("system-log")) rule = systemLogFallback(e);
+                if (rule == null) { unexplained.merge(e.key(), 1, Integer::sum); continue; }
+                String group = e.site() + "|" + rule.keys().pattern() + "|" + e.key() + "|" + groupValue(rule, e);
+                groups.computeIfAbsent(group, k -> new ArrayList<>()).add(e);
+                groupRule.put(group, rule);
+            }
+            groups.forEach((g, events) -> findings.add(finding(groupRule.get(g), events, byMac)));
+            findings.addAll(wanOutages(wan, byMac, c.events().isEmpty() ? Instant.now() : c.events().get(c.events().size() - 1).time()));
+            findings.addAll(ips(c.ips()));
+            List<DeviceRow> rows = new ArrayList<>();
+            for (Device d : c.devices()) rows.add(deviceHealth(d, findings));
+            for (Subsystem s : c.health()) {
+                if (s.status().equals("ok") || s.status().equals("unknown")) continue;
+                findings.add(new Finding(s.site(), s.name().equals("wan") || s.name().equals("www") ? Severity.MEDIUM : Severity.LOW,
+                        s.name().equals("wan") || s.name().equals("www") ? Category.INTERNET : Category.CONNECTIVITY,
+                        "The controller rates " + subsystemWords(s.name()) + " as '" + s.status() + "' right now",
+                        "This is the controller's own health summary for that part of the network; the findings above usually say why.",
+                        s.name().equals("wan") || s.name().equals("www") ? List.of("Open the controller's dashboard to see which device or link is affected.") : List.of(),
+                        1, null, null, null, null,
+                        List.of(), List.of(), "health:" + s.site() + ":" + s.name() + ":" + s.status()));
+            }
+            findings.sort(java.util.Comparator.comparing(Finding::severity).thenComparing(Finding::category)
+                    .thenComparing(f -> f.firstSeen() == null ? Instant.MAX : f.firstSeen()));
+            return new Explained(findings, rows, unexplained, activity);
+        }
+
+        private static String groupValue(Rule rule, Event e) {
+            return switch (rule.groupBy()) {
+                case "device" -> String.valueOf(e.deviceMac());
+                case "client" -> String.valueOf(e.client());
+                case "key" -> "";
+                default -> e.field(rule.groupBy());
+            };
+        }
+
+        /** v2 entries with no rule for their key: the controller's own severity and title, when it rates them above low. */
+        private static Rule systemLogFallback(Event e) {
+            String sev = String.valueOf(e.severityHint());
+            Severity s = switch (sev) {
+                case "VERY_HIGH", "HIGH" -> Severity.SEVERE;
+                case "MEDIUM" -> Severity.MEDIUM;
+                default -> null;
+            };
+            if (s == null) return null;
+            Category c = switch (String.valueOf(e.subsystem())) {
+                case "SECURITY", "AUDIT" -> Category.SECURITY;
+                case "INTERNET_AND_WAN", "VPN" -> Category.INTERNET;
+                case "POWER" -> Category.POWER;
+                case "SOFTWARE_UPDATES" -> Category.FIRMWARE;
+                case "CLIENT_DEVICES" -> Category.WIRELESS;
+                case "UNIFI_DEVICES", "UNIFI_ETHERNET_PORTS" -> Category.CONNECTIVITY;
+                default -> Category.SYSTEM;
+            };
+            String title = e.raw().path("title_raw").asText("");
+            return Rule.of(Pattern.quote(e.key()), c, s, "device", title.isBlank() ? e.key() : Collector.fill(title, e.raw().path("parameters")),
+                    "The controller rates this " + sev.toLowerCase(Locale.ROOT).replace('_', ' ') + " in its system log; see the sample message for its own words.",
+                    "Open the controller's system log for details.");
+        }
+
+        private Finding finding(Rule rule, List<Event> events, Map<String, Device> byMac) {
+            Event first = events.get(0), last = events.get(events.size() - 1);
+            boolean escalated = rule.escalateAt() > 0 && events.size() >= rule.escalateAt();
+            String device = deviceName(first, byMac);
+            String title = fill(escalated ? rule.escalatedTitle() : rule.title(), first, device) + when(events.size(), first.time(), last.time());
+            List<String> keys = events.stream().map(Event::key).distinct().toList();
+            List<String> samples = events.stream().map(Event::message).filter(m -> !m.isBlank()).distinct().limit(3).toList();
+            return new Finding(first.site(), escalated ? Severity.SEVERE : rule.severity(), rule.category(), title,
+                    escalated ? rule.escalatedExplanation() : rule.explanation(), rule.severity() == Severity.LOW && !escalated ? List.of() : rule.steps(),
+                    events.size(), first.time(), last.time(), device, first.client(), keys, samples, null);
+        }
+
+        static String deviceName(Event e, Map<String, Device> byMac) {
+            if (e.deviceName() != null && !e.deviceName().isBlank()) return e.deviceName();
+            if (e.deviceMac() == null) return null;
+            Device d = byMac.get(e.deviceMac().toLowerCase(Locale.ROOT));
+            return d != null ? d.label() : e.deviceMac();
+        }
+
+        /** {device}, {client} and record fields; a placeholder with no value reads "a device" / "unknown". */
+        static String fill(String template, Event e, String device) {
+            Matcher m = Pattern.compile("\\{(\\w+)}").matcher(template);
+            StringBuilder out = new StringBuilder();
+            while (m.find()) {
+                String v = switch (m.group(1)) {
+                    case "device" -> device == null ? "A device" : device;
+                    case "client" -> e.client() == null ? "unknown" : e.client();
+                    default -> e.field(m.group(1)).isBlank() ? "unknown" : e.field(m.group(1));
+                };
+                m.appendReplacement(out, Matcher.quoteReplacement(v));
+            }
+            return m.appendTail(out).toString();
+        }
+
+        /** " (at 02:10)" or " (14 times, 02:10–05:40)", with dates when the span is not all today. */
+        String when(int count, Instant first, Instant last) {
+            if (count == 1) return " (at " + clock(first, first, last) + ")";
+            return " (" + count + " times, " + clock(first, first, last) + "–" + clock(last, first, last) + ")";
+        }
+
+        String clock(Instant t, Instant first, Instant last) {
+            ZonedDateTime z = t.atZone(zone);
+            boolean sameDay = first.atZone(zone).toLocalDate().equals(last.atZone(zone).toLocalDate())
+                    && first.atZone(zone).toLocalDate().equals(Instant.now().atZone(zone).toLocalDate());
+            return z.format(DateTimeFormatter.ofPattern(sameDay ? "HH:mm" : "MMM d HH:mm", Locale.ENGLISH));
+        }
+
+        /** Pairs each WAN interface's down and up transitions into outages with durations. */
+        List<Finding> wanOutages(List<Event> wan, Map<String, Device> byMac, Instant end) {
+            Map<String, List<Event>> byIface = new LinkedHashMap<>();
+            for (Event e : wan) byIface.computeIfAbsent(e.site() + "|" + e.deviceMac() + "|" + e.field("iface"), k -> new ArrayList<>()).add(e);
+            List<Finding> out = new ArrayList<>();
+            for (List<Event> events : byIface.values()) {
+                Event first = events.get(0);
+                String iface = first.field("iface").isBlank() ? "WAN" : first.field("iface");
+                List<Duration> outages = new ArrayList<>();
+                Instant downSince = null;
+                for (Event e : events) {
+                    String state = e.field("state").toLowerCase(Locale.ROOT);
+                    if (WAN_DOWN.contains(state) && downSince == null) downSince = e.time();
+                    else if (WAN_UP.contains(state) && downSince != null) {
+                        outages.add(Duration.between(downSince, e.time()));
+                        downSince = null;
+                    }
+                }
+                String device = deviceName(first, byMac);
+                List<String> samples = events.stream().map(Event::message).filter(m -> !m.isBlank()).distinct().limit(3).toList();
+                Duration total = outages.stream().reduce(Duration.ZERO, Duration::plus);
+                Duration longest = outages.stream().max(Duration::compareTo).orElse(Duration.ZERO);
+                String title;
+                Severity severity;
+                if (downSince != null) {
+                    severity = Severity.SEVERE;
+                    title = "Internet connection (" + iface + ") went down at " + clock(downSince, downSince, end) + " and has not come back";
+                } else if (!outages.isEmpty()) {
+                    severity = total.toMinutes() >= 30 ? Severity.SEVERE : Severity.MEDIUM;
+                    Instant lastTime = events.get(events.size() - 1).time();
+                    title = outages.size() == 1
+                            ? "Internet connection (" + iface + ") was down for " + human(total) + " (" + clock(first.time(), first.time(), lastTime)
+                            + "–" + clock(lastTime, first.time(), lastTime) + ")"
+                            : "Internet connection (" + iface + ") went down " + outages.size() + " times, " + human(total) + " offline in all (longest " + human(longest) + ")";
+                } else {
+                    severity = Severity.LOW;
+                    title = "Internet connection (" + iface + ") changed state" + when(events.size(), first.time(), events.get(events.size() - 1).time());
+                }
+                out.add(new Finding(first.site(), severity, Category.INTERNET, title,
+                        "The gateway " + (device == null ? "" : "(" + device + ") ") + "lost its internet link on " + iface
+                                + ". While it was down, nothing on your network could reach the internet unless a second WAN took over.",
+                        severity == Severity.LOW ? List.of() : List.of("Check the modem or ONT: restart it if its lights show no connection.",
+                                "Check the cable between the modem and the gateway's WAN port.",
+                                "If outages repeat, note the times and report them to your internet provider."),
+                        events.size(), first.time(), events.get(events.size() - 1).time(), device, null, List.of("EVT_GW_WANTransition"), samples, null));
+            }
+            return out;
+        }
+
+        /** IPS alerts grouped by signature: detected-but-allowed is worse than blocked; top sources; plain words. */
+        List<Finding> ips(List<IpsAlert> alerts) {
+            Map<String, List<IpsAlert>> bySig = new LinkedHashMap<>();
+            for (IpsAlert a : alerts) bySig.computeIfAbsent(a.site() + "|" + a.sid() + "|" + a.signature(), k -> new ArrayList<>()).add(a);
+            List<Finding> out = new ArrayList<>();
+            for (List<IpsAlert> group : bySig.values()) {
+                IpsAlert first = group.get(0), last = group.get(group.size() - 1);
+                long allowed = group.stream().filter(a -> !a.blocked()).count();
+                int worst = group.stream().mapToInt(IpsAlert::severity).min().orElse(3);
+                Severity severity = allowed == 0 ? (worst == 1 ? Severity.MEDIUM : Severity.LOW) : worst == 1 ? Severity.SEVERE : Severity.MEDIUM;
+                Map<String, Long> sources = new java.util.TreeMap<>();
+                Map<String, String> countries = new java.util.HashMap<>();
+                for (IpsAlert a : group) {
+                    sources.merge(a.srcIp(), 1L, Long::sum);
+                    if (!a.srcCountry().isBlank()) countries.put(a.srcIp(), a.srcCountry());
+                }
+                String top = sources.entrySet().stream().sorted(Map.Entry.<String, Long>comparingByValue().reversed()).limit(3)
+                        .map(en -> en.getKey() + (countries.containsKey(en.getKey()) ? " (" + countries.get(en.getKey()) + ")" : "") + " ×" + en.getValue())
+                        .reduce((a, b) -> a + ", " + b).orElse("");
+                String words = IPS_CATEGORY_WORDS.getOrDefault(first.category().toLowerCase(Locale.ROOT), first.category().isBlank() ? "suspicious traffic" : first.category());
+                String action = allowed == 0 ? "blocked" : allowed == group.size() ? "detected but NOT blocked" : allowed + " of " + group.size() + " NOT blocked";
+                String title = "Intrusion prevention: " + first.signature() + (first.cybersecure() ? " [Cybersecure]" : "") + " — " + action
+                        + when(group.size(), first.time(), last.time());
+                String explanation = "The gateway's intrusion prevention matched this signature: " + words + ". Top sources: " + top + "."
+                        + (allowed == 0 ? " The traffic was blocked." : " Some of it was only detected and let through.");
+                List<String> steps = severity == Severity.LOW ? List.of() : new ArrayList<>(List.of(
+                        allowed > 0 ? "Switch IPS from 'detect' to 'block' mode (Settings → Security → Intrusion Prevention) so such traffic is stopped." : "No action is needed for blocked traffic unless it repeats from inside your network.",
+                        "If the source is inside your network, scan that device for malware.",
+                        "If the source is outside and keeps coming back, block its address on the gateway."));
+                out.add(new Finding(first.site(), severity, Category.SECURITY, title, explanation, steps, group.size(), first.time(), last.time(),
+                        null, null, List.of("EVT_IPS_IpsAlert"), List.of("signature " + first.sid() + ": " + first.signature()), null));
+            }
+            return out;
+        }
+
+        /** A device's row in the health table; each issue at medium or above also becomes a (snapshot) finding. */
+        DeviceRow deviceHealth(Device d, List<Finding> findings) {
+            List<String> issues = new ArrayList<>();
+            boolean online = d.state() == 1;
+            if (d.adopted() && d.state() == 0) {
+                issue(d, issues, findings, "offline", Severity.SEVERE, Category.CONNECTIVITY, d.label() + " is offline",
+                        "The controller cannot reach this device right now. Anything behind it is cut off.", List.of(CHECK_POWER, CHECK_CABLE));
+            }
+            if (online) {
+                for (Threshold t : thresholds) {
+                    Double v = switch (t.metric()) {
+                        case "temperature" -> d.temperature();
+                        case "cpu" -> d.cpu();
+                        case "memory" -> d.mem();
+                        case "poe" -> d.poeBudget() == null || d.poeUsed() == null || d.poeBudget() <= 0 ? null : 100 * d.poeUsed() / d.poeBudget();
+                        case "uptime" -> d.uptime() == null ? null : d.uptime() / 86_400.0;
+                        default -> null;
+                    };
+                    boolean overheating = t.metric().equals("temperature") && d.overheating();
+                    if ((v == null || v < t.warning()) && !overheating) continue;
+                    boolean critical = overheating || v >= t.critical();
+                    Severity s = critical ? t.atCritical() : t.atWarning();
+                    String figure = v == null ? "overheating" : String.format(Locale.ROOT, "%.0f %s", v, t.unit());
+                    String[] words = thresholdWords(t.metric());
+                    issue(d, issues, findings, t.metric(), s, t.metric().equals("poe") ? Category.POWER : t.metric().equals("uptime") ? Category.FIRMWARE : Category.SYSTEM,
+                            d.label() + " " + words[0] + " (" + figure + ")", words[1], List.of(words[2]));
+                }
+                if (d.upgradable()) {
+                    issue(d, issues, findings, "firmware", Severity.LOW, Category.FIRMWARE,
+                            d.label() + ": firmware update available" + (d.upgradeTo() == null ? "" : " (" + d.version() + " → " + d.upgradeTo() + ")"),
+                            "A newer firmware is available for this device.", List.of("Update it at a quiet time: the device restarts."));
+                }
+            }
+            return new DeviceRow(d.site(), d.label(), d.mac(), d.model(), d.type(), online, d.cpu(), d.mem(), d.temperature(), d.uptime(),
+                    d.version(), d.upgradable() ? d.upgradeTo() : null, issues);
+        }
+
+        private static String[] thresholdWords(String metric) {
+            return switch (metric) {
+                case "temperature" -> new String[]{"is running hot", "Heat shortens a device's life and can make it throttle or shut down.",
+                        "Free its vents, improve cooling of the room or rack, and reduce its PoE load."};
+                case "cpu" -> new String[]{"is working at high CPU load", "A busy processor slows the device down; sustained, it can drop traffic.",
+                        "Check what load it carries (IPS, traffic shaping, many clients) and restart it if the load does not come down."};
+                case "memory" -> new String[]{"is short of memory", "A device that runs out of memory can crash and restart.",
+                        "Restart it at a quiet time and update its firmware."};
+                case "poe" -> new String[]{"is near its PoE power budget", "If the budget runs out, powered devices plugged into it switch off.",
+                        "Move some powered devices to another switch or an injector."};
+                default -> new String[]{"has been running for a very long time", "A device that never restarts has most likely missed firmware and security updates.",
+                        "Check for a firmware update and install it at a quiet time."};
+            };
+        }
+
+        private static void issue(Device d, List<String> issues, List<Finding> findings, String what, Severity s, Category c,
+                                  String title, String explanation, List<String> steps) {
+            issues.add(s.word() + ": " + title);
+            findings.add(new Finding(d.site(), s, c, title, explanation, s == Severity.LOW ? List.of() : steps, 1, null, null, d.label(), null,
+                    List.of(), List.of(), "device:" + d.site() + ":" + d.mac() + ":" + what + ":" + s.word()));
+        }
+
+        private static String subsystemWords(String name) {
+            return switch (name) {
+                case "wan" -> "the internet connection (WAN)";
+                case "www" -> "internet access (WWW)";
+                case "wlan" -> "Wi-Fi (WLAN)";
+                case "lan" -> "the wired network (LAN)";
+                case "vpn" -> "VPN";
+                default -> name;
+            };
+        }
+
+        static String human(Duration d) {
+            long m = Math.max(1, Math.round(d.getSeconds() / 60.0));
+            return m < 60 ? m + " min" : m / 60 + " h " + (m % 60) + " min";
+        }
+    }
+
+    // =====================================================================================
+    // Report: text for a terminal or cron mail, JSON for tools, HTML for a mail client
+    // =====================================================================================
+
+    record Report(String controllerUrl, String kind, String model, String version, String site, Instant from, Instant to,
+                  Explained explained, Map<String, String> sources, Map<String, String> notes, int eventsRead, int malformed,
+                  int requests, ZoneId zone) {}
+
+    /** What everyday noise is called in the activity line. */
+    static final Map<String, String> ACTIVITY_WORDS = Map.of(
+            "EVT_WU_Connected", "Wi-Fi connections", "EVT_WU_Disconnected", "Wi-Fi disconnections",
+            "EVT_WU_Roam", "Wi-Fi roams between access points", "EVT_WU_RoamRadio", "Wi-Fi band changes",
+            "EVT_WG_Connected", "guest Wi-Fi connections", "EVT_WG_Disconnected", "guest Wi-Fi disconnections",
+            "EVT_LU_Connected", "wired connections", "EVT_LU_Disconnected", "wired disconnections");
+
+    static final class Reports {
+        static final DateTimeFormatter STAMP = DateTimeFormatter.ofPattern("MMM d HH:mm", Locale.ENGLISH);
+
+        static String text(Report r, boolean colour) {
+            StringBuilder b = new StringBuilder();
+            String reset = colour ? "\u001b[0m" : "", bold = colour ? "\u001b[1m" : "";
+            Map<Severity, String> tint = colour ? Map.of(Severity.SEVERE, "\u001b[1;31m", Severity.MEDIUM, "\u001b[1;33m", Severity.LOW, "\u001b[1;36m")
+                    : Map.of(Severity.SEVERE, "", Severity.MEDIUM, "", Severity.LOW, "");
+            List<Finding> findings = r.explained().findings();
+            b.append(bold).append(NAME).append(" report — site ").append(r.site()).append(reset).append('\n');
+            b.append("Controller: ").append(r.controllerUrl()).append(" (").append(r.kind())
+                    .append(r.version() == null ? "" : ", Network " + r.version()).append(")\n");
+            b.append("Period: ").append(STAMP.format(r.from().atZone(r.zone()))).append(" – ").append(STAMP.format(r.to().atZone(r.zone())))
+                    .append(" (").append(r.zone().getId()).append(")\n");
+            Map<Severity, Long> counts = new java.util.EnumMap<>(Severity.class);
+            findings.forEach(f -> counts.merge(f.severity(), 1L, Long::sum));
+            b.append("Summary: ").append(findings.isEmpty() ? "all quiet — nothing that needs you"
+                    : String.join(", ", counts.entrySet().stream().map(e -> e.getValue() + " " + e.getKey().word()).toList())).append("\n");
+            for (Severity s : Severity.values()) {
+                List<Finding> group = findings.stream().filter(f -> f.severity() == s).toList();
+                if (group.isEmpty()) continue;
+                b.append('\n').append(tint.get(s)).append(s.name()).append(reset).append('\n');
+                int n = 0;
+                for (Finding f : group) {
+                    b.append(String.format(Locale.ROOT, "%3d. ", ++n)).append(bold).append(f.title()).append(reset)
+                            .append(r.site().equals("all") ? "  [" + f.site() + "]" : "").append("  (").append(f.category().word()).append(")\n");
+                    wrap(b, f.explanation(), "     ");
+                    if (!f.remediation().isEmpty()) {
+                        b.append("     What to do:\n");
+                        int k = 0;
+                        for (String step : f.remediation()) wrap(b, (++k) + ". " + step, "       ");
+                    }
+                    if (!f.sampleMessages().isEmpty() && f.severity() != Severity.LOW)
+                        wrap(b, "Controller said: " + f.sampleMessages().get(0), "     ");
+                }
+            }
+            List<DeviceRow> rows = r.explained().deviceHealth();
+            if (!rows.isEmpty()) {
+                b.append("\nDevice health\n");
+                String fmt = "  %-22s %-10s %-8s %5s %5s %6s %8s  %s%n";
+                b.append(String.format(Locale.ROOT, fmt, "DEVICE", "MODEL", "STATUS", "CPU", "MEM", "TEMP", "UPTIME", "FIRMWARE"));
+                for (DeviceRow d : rows) {
+                    b.append(String.format(Locale.ROOT, fmt, cut(d.name(), 22), cut(String.valueOf(d.model()), 10), d.online() ? "online" : "OFFLINE",
+                            pct(d.cpu()), pct(d.mem()), d.temperature() == null ? "-" : String.format(Locale.ROOT, "%.0f°C", d.temperature()),
+                            d.uptime() == null ? "-" : days(d.uptime()), String.valueOf(d.firmware()) + (d.upgradeTo() == null ? "" : " → " + d.upgradeTo())));
+                }
+            }
+            Map<String, Integer> activity = r.explained().activity();
+            if (!activity.isEmpty()) {
+                b.append("\nEveryday activity (normal, not a problem): ");
+                b.append(String.join(", ", activity.entrySet().stream().map(e -> e.getValue() + " " + ACTIVITY_WORDS.getOrDefault(e.getKey(), e.getKey())).toList())).append('\n');
+            }
+            Map<String, Integer> unexplained = r.explained().unexplained();
+            if (!unexplained.isEmpty()) {
+                int total = unexplained.values().stream().mapToInt(Integer::intValue).sum();
+                b.append('\n').append(total).append(total == 1 ? " event" : " events").append(" of ").append(unexplained.size())
+                        .append(unexplained.size() == 1 ? " kind" : " kinds").append(" we don't explain yet: ")
+                        .append(String.join(", ", unexplained.entrySet().stream().map(e -> e.getKey() + " (" + e.getValue() + ")").toList())).append('\n');
+            }
+            if (!r.notes().isEmpty()) {
+                b.append('\n');
+                r.notes().values().forEach(n -> b.append("Note: ").append(n).append('\n'));
+            }
+            if (r.malformed() > 0) b.append("Note: ").append(r.malformed()).append(" records could not be read and were skipped.\n");
+            return b.toString();
+        }
+
+        static JsonNode json(Report r) {
+            ObjectNode doc = JSON.createObjectNode();
+            doc.put("tool", NAME + " " + VERSION);
+            doc.putObject("controller").put("url", r.controllerUrl()).put("kind", r.kind()).put("model", r.model()).put("version", r.version());
+            doc.put("site", r.site());
+            doc.putObject("period").put("from", r.from().toString()).put("to", r.to().toString());
+            var findings = doc.putArray("findings");
+            for (Finding f : r.explained().findings()) {
+                ObjectNode o = findings.addObject().put("severity", f.severity().word()).put("category", f.category().word())
+                        .put("title", f.title()).put("explanation", f.explanation());
+                f.remediation().forEach(o.putArray("remediation")::add);
+                o.put("count", f.count()).put("firstSeen", f.firstSeen() == null ? null : f.firstSeen().toString())
+                        .put("lastSeen", f.lastSeen() == null ? null : f.lastSeen().toString()).put("device", f.device()).put("client", f.client())
+                        .put("site", f.site());
+                f.eventKeys().forEach(o.putArray("eventKeys")::add);
+                f.sampleMessages().forEach(o.putArray("sampleMessages")::add);
+            }
+            var devices = doc.putArray("deviceHealth");
+            for (DeviceRow d : r.explained().deviceHealth()) {
+                ObjectNode o = devices.addObject().put("site", d.site()).put("name", d.name()).put("mac", d.mac()).put("model", d.model())
+                        .put("type", d.type()).put("status", d.online() ? "online" : "offline").put("cpu", d.cpu()).put("memory", d.mem())
+                        .put("temperature", d.temperature()).put("uptimeSeconds", d.uptime()).put("firmware", d.firmware()).put("upgradeTo", d.upgradeTo());
+                d.issues().forEach(o.putArray("issues")::add);
+            }
+            var unexplained = doc.putArray("unexplained");
+            r.explained().unexplained().forEach((k, v) -> unexplained.addObject().put("key", k).put("count", v));
+            ObjectNode activity = doc.putObject("activity");
+            r.explained().activity().forEach(activity::put);
+            ObjectNode sources = doc.putObject("sources");
+            r.sources().forEach(sources::put);
+            doc.putObject("stats").put("eventsRead", r.eventsRead()).put("malformed", r.malformed()).put("requests", r.requests());
+            return doc;
+        }
+
+        static String html(Report r) {
+            StringBuilder b = new StringBuilder();
+            b.append("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>").append(esc(NAME + " report — " + r.site())).append("</title>\n")
+                    .append("<style>body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:860px;margin:24px auto;color:#222;line-height:1.45}")
+                    .append("h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}.severe{color:#b00020}.medium{color:#a05a00}.low{color:#00607a}")
+                    .append(".finding{margin:14px 0;padding:10px 14px;border-left:4px solid #ccc;background:#fafafa}.finding.severe{border-color:#b00020}")
+                    .append(".finding.medium{border-color:#e08a00}.finding.low{border-color:#2a9bb5}.title{font-weight:600;color:#222}.meta{color:#666;font-size:13px}")
+                    .append("table{border-collapse:collapse;font-size:13px}td,th{padding:4px 8px;border-bottom:1px solid #eee;text-align:left}</style></head><body>\n");
+            b.append("<h1>").append(esc(NAME)).append(" report — site ").append(esc(r.site())).append("</h1>\n<p class=\"meta\">Controller ")
+                    .append(esc(r.controllerUrl())).append(" (").append(esc(r.kind())).append(r.version() == null ? "" : ", Network " + esc(r.version()))
+                    .append(")<br>Period ").append(esc(STAMP.format(r.from().atZone(r.zone())))).append(" – ").append(esc(STAMP.format(r.to().atZone(r.zone()))))
+                    .append(" (").append(esc(r.zone().getId())).append(")</p>\n");
+            if (r.explained().findings().isEmpty()) b.append("<p>All quiet — nothing that needs you.</p>\n");
+            for (Severity s : Severity.values()) {
+                List<Finding> group = r.explained().findings().stream().filter(f -> f.severity() == s).toList();
+                if (group.isEmpty()) continue;
+                b.append("<h2 class=\"").append(s.word()).append("\">").append(s.name()).append(" (").append(group.size()).append(")</h2>\n");
+                for (Finding f : group) {
+                    b.append("<div class=\"finding ").append(s.word()).append("\"><div class=\"title\">").append(esc(f.title())).append("</div>")
+                            .append("<div class=\"meta\">").append(esc(f.category().word())).append(r.site().equals("all") ? " · " + esc(f.site()) : "").append("</div>")
+                            .append("<p>").append(esc(f.explanation())).append("</p>");
+                    if (!f.remediation().isEmpty()) {
+                        b.append("<ol>");
+                        f.remediation().forEach(step -> b.append("<li>").append(esc(step)).append("</li>"));
+                        b.append("</ol>");
+                    }
+                    if (!f.sampleMessages().isEmpty()) b.append("<div class=\"meta\">Controller said: ").append(esc(f.sampleMessages().get(0))).append("</div>");
+                    b.append("</div>\n");
+                }
+            }
+            if (!r.explained().deviceHealth().isEmpty()) {
+                b.append("<h2>Device health</h2>\n<table><tr><th>Device</th><th>Model</th><th>Status</th><th>CPU</th><th>Memory</th><th>Temp</th><th>Uptime</th><th>Firmware</th></tr>\n");
+                for (DeviceRow d : r.explained().deviceHealth()) {
+                    b.append("<tr><td>").append(esc(d.name())).append("</td><td>").append(esc(String.valueOf(d.model()))).append("</td><td>")
+                            .append(d.online() ? "online" : "<b class=\"severe\">OFFLINE</b>").append("</td><td>").append(pct(d.cpu())).append("</td><td>")
+                            .append(pct(d.mem())).append("</td><td>").append(d.temperature() == null ? "-" : String.format(Locale.ROOT, "%.0f °C", d.temperature()))
+                            .append("</td><td>").append(d.uptime() == null ? "-" : days(d.uptime())).append("</td><td>").append(esc(String.valueOf(d.firmware())))
+                            .append(d.upgradeTo() == null ? "" : " → " + esc(d.upgradeTo())).append("</td></tr>\n");
+                }
+                b.append("</table>\n");
+            }
+            if (!r.explained().unexplained().isEmpty()) {
+                b.append("<h2>Not explained yet</h2>\n<p>");
+                b.append(esc(String.join(", ", r.explained().unexplained().entrySet().stream().map(e -> e.getKey() + " (" + e.getValue() + ")").toList())));
+                b.append("</p>\n");
+            }
+            r.notes().values().forEach(n -> b.append("<p class=\"meta\">").append(esc(n)).append("</p>\n"));
+            return b.append("</body></html>\n").toString();
+        }
+
+        static String esc(String s) {
+            if (s == null) return "";
+            StringBuilder b = new StringBuilder(s.length());
+            for (char c : s.toCharArray()) {
+                switch (c) {
+                    case '<' -> b.append("&lt;");
+                    case '>' -> b.append("&gt;");
+                    case '&' -> b.append("&amp;");
+                    case '"' -> b.append("&quot;");
+                    case '\'' -> b.append("&#39;");
+                    default -> b.append(c);
+                }
+            }
+            return b.toString();
+        }
+
+        private static void wrap(StringBuilder b, String text, String indent) {
+            int width = 100 - indent.length(), col = 0;
+            b.append(indent);
+            for (String word : text.split(" ")) {
+                if (col > 0 && col + word.length() + 1 > width) {
+                    b.append('\n').append(indent).append("   ".substring(0, Math.min(3, text.indexOf(". ") == 1 || text.indexOf(". ") == 2 ? 3 : 0)));
+                    col = 0;
+                }
+                if (col > 0) { b.append(' '); col++; }
+                b.append(word);
+                col += word.length();
+            }
+            b.append('\n');
+        }
+
+        private static String cut(String s, int n) { return s.length() <= n ? s : s.substring(0, n - 1) + "…"; }
+
+        private static String pct(Double v) { return v == null ? "-" : String.format(Locale.ROOT, "%.0f%%", v); }
+
+        private static String days(long seconds) {
+            if (seconds >= 86_400) return seconds / 86_400 + "d";
+            return seconds >= 3600 ? seconds / 3600 + "h" : Math.max(1, seconds / 60) + "m";
+        }
+    }
+
+    // =====================================================================================
+    // Remember: where the last run stopped, the controller session, one run at a time
+    // =====================================================================================
+
+    /** Writes a file atomically: a temp file in the same folder with the given mode, then a rename over the target. */
+    static void writeAtomically(Path path, String content, String mode) throws IOException {
+        Path dir = path.toAbsolutePath().getParent();
+        Files.createDirectories(dir);
+        Path tmp = Files.createTempFile(dir, "." + path.getFileName() + ".", ".tmp");
+        try {
+            try {
+                Files.setPosixFilePermissions(tmp, PosixFilePermissions.fromString(mode));
+            } catch (UnsupportedOperationException ignored) { /* not a POSIX file system */ }
+            Files.writeString(tmp, content, StandardCharsets.UTF_8);
+            try {
+                Files.move(tmp, path, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+            } catch (AtomicMoveNotSupportedException e) {
+                Files.move(tmp, path, StandardCopyOption.REPLACE_EXISTING);
+            }
+        } finally {
+            Files.deleteIfExists(tmp);
+        }
+    }
+
+    /**
+     * Per controller URL and site: the newest event time reported, the ids seen at exactly that millisecond (so
+     * events sharing it are neither lost nor repeated), the last report time and the snapshot issues last reported.
+     */
+    record Cursor(Instant time, Set<String> idsAtTime, Instant lastReport, Set<String> reportedIssues) {
+        static final Cursor NONE = new Cursor(null, Set.of(), null, Set.of());
+
+        /** Keeps events and alerts newer than the cursor, and those at its instant that were not seen. */
+        boolean isNew(Instant t, String id) {
+            return time == null || t.isAfter(time) || (t.equals(time) && !idsAtTime.contains(id));
+        }
+
+        /** The cursor after reporting these (time, id) pairs. */
+        Cursor advance(List<Map.Entry<Instant, String>> seen, Instant reportTime, Set<String> issues) {
+            Instant newest = time;
+            for (var e : seen) if (newest == null || e.getKey().isAfter(newest)) newest = e.getKey();
+            Set<String> ids = new java.util.TreeSet<>();
+            if (newest != null && newest.equals(time)) ids.addAll(idsAtTime);
+            for (var e : seen) if (e.getKey().equals(newest)) ids.add(e.getValue());
+            return new Cursor(newest, ids, reportTime == null ? lastReport : reportTime, issues);
+        }
+    }
+
+    static final class StateStore implements AutoCloseable {
+        private final Path file;
+        private final Log log;
+        private final java.nio.channels.FileChannel lockChannel;
+        private final ObjectNode cursors;
+
+        private StateStore(Path file, Log log, java.nio.channels.FileChannel lockChannel, ObjectNode cursors) {
+            this.file = file;
+            this.log = log;
+            this.lockChannel = lockChannel;
+            this.cursors = cursors;
+        }
+
+        /** Takes the lock beside the state file (or fails at once), then reads the state; a corrupt file is set aside. */
+        static StateStore open(Path file, Log log) {
+            java.nio.channels.FileChannel channel;
+            Path lockFile = file.resolveSibling(file.getFileName() + ".lock");
+            try {
+                Files.createDirectories(file.toAbsolutePath().getParent());
+                channel = java.nio.channels.FileChannel.open(lockFile, java.nio.file.StandardOpenOption.CREATE, java.nio.file.StandardOpenOption.WRITE);
+            } catch (IOException e) {
+                throw new ConfigException("cannot use the state folder " + file.toAbsolutePath().getParent() + " (" + describeIo(e) + "): set UNIFI_STATE_FILE to a writable path");
+            }
+            try {
+                if (channel.tryLock() == null) throw new IOException("held");
+            } catch (IOException | java.nio.channels.OverlappingFileLockException e) {
+                closeQuietly(channel);
+                throw new ScannerException(EXIT_LOCKED, "another unifi-scanner run is still in progress (lock " + lockFile
+                        + "); this run stops without reporting so nothing is reported twice");
+            }
+            ObjectNode cursors = JSON.createObjectNode();
+            try {
+                JsonNode doc = JSON.readTree(Files.readString(file, StandardCharsets.UTF_8));
+                if (doc == null || !doc.path("cursors").isObject()) throw new IOException("no cursors");
+                cursors = (ObjectNode) doc.path("cursors");
+            } catch (NoSuchFileException e) {
+                log.debug("no state file yet at " + file + ": first run");
+            } catch (IOException e) {
+                Path aside = file.resolveSibling(file.getFileName() + ".corrupt-" + Instant.now().toString().replace(':', '-'));
+                try {
+                    Files.move(file, aside);
+                    log.warn("the state file " + file + " was unreadable; moved it to " + aside + " and starting afresh (looking back the initial window)");
+                } catch (IOException moveFailed) {
+                    closeQuietly(channel);
+                    throw new ConfigException("the state file " + file + " is unreadable and cannot be moved aside (" + describeIo(moveFailed) + ")");
+                }
+            }
+            return new StateStore(file, log, channel, cursors);
+        }
+
+        Cursor cursor(String key) {
+            JsonNode c = cursors.path(key);
+            if (!c.isObject()) return Cursor.NONE;
+            Set<String> ids = new java.util.TreeSet<>(), issues = new java.util.TreeSet<>();
+            c.path("idsAtTime").forEach(n -> ids.add(n.asText()));
+            c.path("reportedIssues").forEach(n -> issues.add(n.asText()));
+            return new Cursor(c.hasNonNull("time") ? Instant.parse(c.path("time").asText()) : null, ids,
+                    c.hasNonNull("lastReport") ? Instant.parse(c.path("lastReport").asText()) : null, issues);
+        }
+
+        void put(String key, Cursor c) {
+            ObjectNode o = cursors.putObject(key);
+            o.put("time", c.time() == null ? null : c.time().toString());
+            c.idsAtTime().forEach(o.putArray("idsAtTime")::add);
+            o.put("lastReport", c.lastReport() == null ? null : c.lastReport().toString());
+            c.reportedIssues().forEach(o.putArray("reportedIssues")::add);
+        }
+
+        void save() {
+            ObjectNode doc = JSON.createObjectNode().put("version", 1);
+            doc.set("cursors", cursors);
+            try {
+                writeAtomically(file, doc.toPrettyString() + "\n", "rw-------");
+            } catch (IOException e) {
+                throw new ConfigException("cannot write the state file " + file + " (" + describeIo(e) + "): set UNIFI_STATE_FILE to a writable path");
+            }
+        }
+
+        @Override
+        public void close() { closeQuietly(lockChannel); }
+    }
+
+    /**
+     * The controller session (cookies and CSRF token, never the password) kept between runs in a 0600 file, so a
+     * cron job every 5 minutes logs in a handful of times a day instead of 288.
+     */
+    static final class SessionCache {
+        private final Path file;
+        private final Log log;
+
+        SessionCache(Path file, Log log) {
+            this.file = file;
+            this.log = log;
+        }
+
+        Optional<UnifiClient.SavedSession> load(String key) {
+            try {
+                JsonNode s = JSON.readTree(Files.readString(file, StandardCharsets.UTF_8)).path(key);
+                if (!s.isObject()) return Optional.empty();
+                Map<String, String> cookies = new LinkedHashMap<>();
+                s.path("cookies").fields().forEachRemaining(e -> cookies.put(e.getKey(), e.getValue().asText()));
+                return Optional.of(new UnifiClient.SavedSession(cookies, s.path("csrf").asText(null)));
+            } catch (IOException e) {
+                return Optional.empty();
+            }
+        }
+
+        void save(String key, UnifiClient.SavedSession session) {
+            ObjectNode doc = JSON.createObjectNode();
+            ObjectNode s = doc.putObject(key);
+            session.cookies().forEach(s.putObject("cookies")::put);
+            s.put("csrf", session.csrf());
+            try {
+                writeAtomically(file, doc.toString(), "rw-------");
+            } catch (IOException e) {
+                log.warn("cannot keep the controller session in " + file + " (" + describeIo(e) + "); the next run logs in again");
+            }
+        }
+    }
+
+    static void closeQuietly(AutoCloseable c) {
+        try {
+            if (c != null) c.close();
+        } catch (Exception ignored) { /* nothing useful to do */ }
+    }
+
+    // =====================================================================================
     // Health file: what a container's HEALTHCHECK reads
     // =====================================================================================
 
@@ -1163,22 +2380,7 @@ public class UnifiScanner {
             ObjectNode d = doc.putObject("details");
             details.forEach((k, v) -> d.put(k, log.scrub(v)));
             try {
-                Path dir = path.toAbsolutePath().getParent();
-                Files.createDirectories(dir);
-                Path tmp = Files.createTempFile(dir, "." + path.getFileName() + ".", ".tmp");
-                try {
-                    Files.writeString(tmp, doc.toString() + "\n", StandardCharsets.UTF_8);
-                    try {
-                        Files.setPosixFilePermissions(tmp, PosixFilePermissions.fromString("rw-r--r--"));
-                    } catch (UnsupportedOperationException ignored) { /* not a POSIX file system */ }
-                    try {
-                        Files.move(tmp, path, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-                    } catch (AtomicMoveNotSupportedException e) {
-                        Files.move(tmp, path, StandardCopyOption.REPLACE_EXISTING);
-                    }
-                } finally {
-                    Files.deleteIfExists(tmp);
-                }
+                writeAtomically(path, doc.toString() + "\n", "rw-r--r--");
             } catch (IOException e) {
                 log.warn("cannot write the health file " + path + " (" + describeIo(e) + "); set UNIFI_HEALTH_FILE to a writable path");
             }
@@ -1221,6 +2423,145 @@ public class UnifiScanner {
             if (age.compareTo(limit) > 0)
                 return new Verdict(false, "stale: last healthy poll " + ago + ", limit " + Durations.format(limit) + " (2 × poll interval + 60s)");
             return new Verdict(true, "healthy, last poll " + ago);
+        }
+    }
+
+    // =====================================================================================
+    // The scan: one poll — connect, collect what is new, explain, report, remember
+    // =====================================================================================
+
+    enum Format { TEXT, JSON, HTML }
+
+    record ScanOptions(Format format, boolean always, Severity failOn, boolean sessionCache, boolean colour) {}
+
+    static final class Scan {
+        private final Config config;
+        private final ScanOptions options;
+        private final Log log;
+        private final PrintStream out, err;
+
+        Scan(Config config, ScanOptions options, Log log, PrintStream out, PrintStream err) {
+            this.config = config;
+            this.options = options;
+            this.log = log;
+            this.out = out;
+            this.err = err;
+        }
+
+        int run(UnifiClient client, HealthFile health) {
+            try (StateStore state = StateStore.open(config.stateFile(), log)) {
+                client.detect();
+                SessionCache sessions = options.sessionCache() && !config.usesApiKey() ? new SessionCache(config.sessionFile(), log) : null;
+                String sessionKey = client.baseUrl() + "|" + config.username();
+                if (sessions != null) sessions.load(sessionKey).ifPresent(client::resume);
+                try {
+                    return poll(client, state, health);
+                } finally {
+                    if (sessions != null && client.loggedIn()) sessions.save(sessionKey, client.exportSession());
+                    else client.logout();
+                }
+            }
+        }
+
+        private int poll(UnifiClient client, StateStore state, HealthFile health) {
+            client.authenticate();
+            List<Site> all = client.sites();
+            boolean allSites = "all".equalsIgnoreCase(String.valueOf(config.site()));
+            List<Site> sites = allSites ? all : List.of(UnifiClient.selectSite(all, config.site()));
+            if (sites.isEmpty()) throw new ConfigException("this account sees no sites on the controller: give it access to one");
+            client.useSite(sites.get(0));
+            SysInfo info = client.readSysInfo();
+            ZoneId zone = zone(info);
+            Instant now = Instant.now();
+            Collector collector = new Collector(client, log);
+
+            Map<String, Cursor> cursors = new LinkedHashMap<>();
+            List<Event> events = new ArrayList<>();
+            List<IpsAlert> ips = new ArrayList<>();
+            List<Device> devices = new ArrayList<>();
+            List<Subsystem> subsystems = new ArrayList<>();
+            Map<String, String> sources = new LinkedHashMap<>(), notes = new LinkedHashMap<>();
+            int malformed = 0, read = 0;
+            Instant from = now;
+            for (Site site : sites) {
+                String key = client.baseUrl() + "|" + site.name();
+                Cursor cursor = state.cursor(key);
+                cursors.put(site.name(), cursor);
+                Instant since = cursor.time() != null ? cursor.time() : now.minus(Duration.ofHours(config.initialLookbackHours()));
+                if (since.isBefore(from)) from = since;
+                Collection c = collector.collect(site.name(), since, now);
+                read += c.events().size() + c.ips().size();
+                c.events().stream().filter(e -> cursor.isNew(e.time(), e.id())).forEach(events::add);
+                c.ips().stream().filter(a -> cursor.isNew(a.time(), a.id())).forEach(ips::add);
+                devices.addAll(c.devices());
+                subsystems.addAll(c.health());
+                c.sources().forEach((k, v) -> sources.merge(k, v, Scan::worse));
+                notes.putAll(c.notes());
+                malformed += c.malformed();
+            }
+            Collection merged = new Collection(events, ips, devices, subsystems, sources, notes, malformed, false);
+            Explained explained = new Explainer(config.thresholds(), zone).explain(merged);
+
+            Set<String> reportedBefore = new java.util.HashSet<>();
+            cursors.values().forEach(c -> reportedBefore.addAll(c.reportedIssues()));
+            boolean news = explained.findings().stream().anyMatch(f -> !f.snapshot() || !reportedBefore.contains(f.snapshotId()));
+            boolean print = news || options.always();
+            if (print) {
+                Report report = new Report(client.baseUrl(), client.describeKind(), info.model(), info.version(),
+                        allSites ? "all" : sites.get(0).display(), from, now, explained, sources, notes, read, malformed, client.requestCount(), zone);
+                banner(config, client).forEach(err::println);
+                write(report);
+            } else {
+                log.debug("nothing new since the last run: no report");
+            }
+            for (Site site : sites) {
+                List<Map.Entry<Instant, String>> seen = new ArrayList<>();
+                events.stream().filter(e -> e.site().equals(site.name())).forEach(e -> seen.add(Map.entry(e.time(), e.id())));
+                ips.stream().filter(a -> a.site().equals(site.name())).forEach(a -> seen.add(Map.entry(a.time(), a.id())));
+                Set<String> issues = new java.util.TreeSet<>();
+                explained.findings().stream().filter(f -> f.snapshot() && f.site().equals(site.name())).forEach(f -> issues.add(f.snapshotId()));
+                state.put(client.baseUrl() + "|" + site.name(), cursors.get(site.name()).advance(seen, print ? now : null, issues));
+            }
+            state.save();
+            Map<String, String> details = new LinkedHashMap<>();
+            details.put("controller", client.baseUrl());
+            details.put("site", allSites ? "all" : sites.get(0).name());
+            details.put("findings", String.valueOf(explained.findings().size()));
+            health.write(HealthFile.Status.HEALTHY, details);
+            if (print && options.failOn() != null && explained.findings().stream().anyMatch(f -> f.severity().compareTo(options.failOn()) <= 0))
+                return EXIT_FINDINGS;
+            return EXIT_OK;
+        }
+
+        /** Writes the whole report; a failed write is an error and leaves the state where it was. */
+        private void write(Report report) {
+            String text = switch (options.format()) {
+                case TEXT -> Reports.text(report, options.colour());
+                case JSON -> {
+                    try {
+                        yield JSON.writerWithDefaultPrettyPrinter().writeValueAsString(Reports.json(report)) + "\n";
+                    } catch (JsonProcessingException e) {
+                        throw new IllegalStateException(e);
+                    }
+                }
+                case HTML -> Reports.html(report);
+            };
+            out.print(text);
+            out.flush();
+            if (out.checkError())
+                throw new ConnectionException("could not write the report to standard output; nothing was marked as reported, so the next run reports it again");
+        }
+
+        private static String worse(String a, String b) {
+            List<String> order = List.of("ok", "unavailable", "error");
+            return order.indexOf(a) >= order.indexOf(b) ? a : b;
+        }
+
+        private static ZoneId zone(SysInfo info) {
+            try {
+                if (info.timezone() != null && !info.timezone().isBlank()) return ZoneId.of(info.timezone());
+            } catch (RuntimeException ignored) { /* fall back to this machine's zone */ }
+            return ZoneId.systemDefault();
         }
     }
 
@@ -1277,13 +2618,30 @@ public class UnifiScanner {
                     "UNIFI_X_FILE=/path reads UNIFI_X from a file (Docker secrets).",
                     "Durations: 90 (seconds), 90s, 5m, 0.2s."},
             exitCodeListHeading = "%nExit codes:%n",
-            exitCodeList = {"0:success", "1:configuration problem (fix the settings)", "2:connection problem (controller unreachable, TLS, bad answers)",
-                    "3:authentication problem (credentials, MFA, API key, login rate limit)", "130:interrupted (SIGINT)", "143:terminated (SIGTERM)"})
+            exitCodeList = {"0:success (also: nothing new, so no report)", "1:configuration problem (fix the settings)",
+                    "2:connection problem (controller unreachable, TLS, bad answers, report not written)",
+                    "3:authentication problem (credentials, MFA, API key, login rate limit)", "4:--fail-on: a finding at or above that severity",
+                    "5:another run is still in progress (lock held)", "130:interrupted (SIGINT)", "143:terminated (SIGTERM)"})
     static final class Cli implements java.util.concurrent.Callable<Integer> {
         @Spec CommandSpec spec;
 
+        @Option(names = "--demo", description = "Scan the built-in demo controller (no setup needed) and print its report.")
+        boolean demo;
+
         @Option(names = "--test", description = "Check the configuration and the connection (detect, log in, pick the site, read sysinfo, log out), then exit.")
         boolean test;
+
+        @Option(names = "--format", paramLabel = "FORMAT", description = "Report format: text (default), json or html.")
+        String format = "text";
+
+        @Option(names = "--always", description = "Print a report even when nothing new happened (\"all quiet\").")
+        boolean always;
+
+        @Option(names = "--fail-on", paramLabel = "SEVERITY", description = "Exit 4 when a reported finding is at or above this severity: severe, medium or low.")
+        String failOn;
+
+        @Option(names = "--no-session-cache", description = "Log in on every run instead of reusing the saved controller session.")
+        boolean noSessionCache;
 
         @Option(names = "--health-check", description = "Exit 0 if the health file says healthy and is fresh, else 1. No network.")
         boolean healthCheck;
@@ -1347,6 +2705,14 @@ public class UnifiScanner {
         @Override
         public Integer call() {
             if (healthCheck) return healthCheck();
+            ScanOptions options;
+            try {
+                options = scanOptions();
+            } catch (ConfigException e) {
+                err.println("unifi-scanner: " + e.getMessage());
+                return EXIT_CONFIG;
+            }
+            if (demo) return demo(options);
             Config config;
             try {
                 config = ConfigLoader.load(cliValues(), configFile, env);
@@ -1356,7 +2722,65 @@ public class UnifiScanner {
             }
             log.configure(config.logLevel(), config.logJson());
             log.debug("configuration: " + config);
-            return connectionCheck(config);
+            return test ? connectionCheck(config) : scan(config, options, new UnifiClient(config, log));
+        }
+
+        private ScanOptions scanOptions() {
+            Format f = switch (format.toLowerCase(Locale.ROOT)) {
+                case "text" -> Format.TEXT;
+                case "json" -> Format.JSON;
+                case "html" -> Format.HTML;
+                default -> throw new ConfigException("--format must be text, json or html, not '" + format + "'");
+            };
+            Severity fail = null;
+            if (failOn != null) {
+                fail = java.util.Arrays.stream(Severity.values()).filter(v -> v.word().equalsIgnoreCase(failOn.trim())).findFirst()
+                        .orElseThrow(() -> new ConfigException("--fail-on must be severe, medium or low, not '" + failOn + "'"));
+            }
+            boolean colour = f == Format.TEXT && System.console() != null && env.get("NO_COLOR") == null && out == System.out;
+            return new ScanOptions(f, always, fail, !noSessionCache, colour);
+        }
+
+        /** One poll: the default mode. */
+        private int scan(Config config, ScanOptions options, UnifiClient client) {
+            HealthFile health = new HealthFile(config.healthFile(), log);
+            if (guard != null) guard.track(client, health);
+            health.write(HealthFile.Status.STARTING, Map.of("mode", "scan"));
+            try {
+                return new Scan(config, options, log, out, err).run(client, health);
+            } catch (ScannerException e) {
+                String line = log.scrub(e.getMessage());
+                if (e.exitCode != EXIT_LOCKED) health.write(HealthFile.Status.UNHEALTHY, Map.of("mode", "scan", "error", line));
+                err.println("unifi-scanner: " + line);
+                return e.exitCode;
+            }
+        }
+
+        /** --demo: the real scan, over HTTP, against the emulated controller; its own state, never the user's. */
+        private int demo(ScanOptions options) {
+            Path dir = null;
+            try (DemoController controller = DemoController.start(DemoController.realisticDay(Instant.now()), false)) {
+                dir = Files.createTempDirectory("unifi-scanner-demo");
+                Map<String, String> values = new LinkedHashMap<>();
+                values.put("host", controller.url());
+                values.put("username", DemoController.USER);
+                values.put("password", DemoController.PASSWORD);
+                values.put("state-file", dir.resolve("state.json").toString());
+                values.put("health-file", dir.resolve("health").toString());
+                values.put("log-level", Optional.ofNullable(blankToNull(env.get("UNIFI_LOG_LEVEL"))).orElse("warn"));
+                Config config = ConfigLoader.load(values, null, Map.of());
+                log.configure(config.logLevel(), false);
+                err.println("Demo: scanning an emulated UniFi OS console at " + controller.url() + " (a day at a small office)");
+                return scan(config, new ScanOptions(options.format(), true, options.failOn(), false, options.colour()), new UnifiClient(config, log));
+            } catch (IOException e) {
+                err.println("unifi-scanner: cannot create a folder for the demo (" + describeIo(e) + ")");
+                return EXIT_CONFIG;
+            } catch (ScannerException e) {
+                err.println("unifi-scanner: " + e.getMessage());
+                return e.exitCode;
+            } finally {
+                if (dir != null) deleteTree(dir);
+            }
         }
 
         private Map<String, String> cliValues() {
@@ -1368,7 +2792,7 @@ public class UnifiScanner {
             return values;
         }
 
-        /** --test (and, until scanning lands, the default run): connect, log in, pick the site, read sysinfo, log out. */
+        /** --test: connect, log in, pick the site, read sysinfo, log out. */
         private int connectionCheck(Config config) {
             HealthFile health = new HealthFile(config.healthFile(), log);
             UnifiClient client = new UnifiClient(config, log);
@@ -1411,4 +2835,329 @@ public class UnifiScanner {
     }
 
     private static String blankToNull(String s) { return s == null || s.isBlank() ? null : s; }
+
+    static void deleteTree(Path dir) {
+        try (var files = Files.walk(dir)) {
+            files.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+        } catch (IOException ignored) { /* a temp folder: the OS cleans up what we could not */ }
+    }
+
+    // =====================================================================================
+    // Demo controller: an emulated UniFi OS console in this process, for --demo, the benchmark and tests
+    // =====================================================================================
+
+    /**
+     * Speaks the controller's protocol over real HTTP on 127.0.0.1: detection answer, login with TOKEN cookie and CSRF
+     * token, sites, sysinfo, v1 events (paginated, newest first) or — as Network 10 — only the v2 system log, alarms,
+     * IPS, devices and health. Events are a list indexed newest first; a synthetic list makes them on demand, so
+     * 100 000 events cost no memory.
+     */
+    static final class DemoController implements AutoCloseable {
+        static final String USER = "demo", PASSWORD = "demo-password";
+
+        record Dataset(List<JsonNode> events, List<JsonNode> ips, List<JsonNode> devices, List<JsonNode> health, List<JsonNode> alarms) {}
+
+        private final com.sun.net.httpserver.HttpServer server;
+        private final Dataset data;
+        private final boolean network10;
+        private final Set<String> tokens = ConcurrentHashMap.newKeySet();
+        private final java.util.concurrent.atomic.AtomicInteger logins = new java.util.concurrent.atomic.AtomicInteger();
+        final List<String> requestLog = java.util.Collections.synchronizedList(new ArrayList<>());
+        private volatile String csrf = "";
+
+        private DemoController(Dataset data, boolean network10) throws IOException {
+            this.data = data;
+            this.network10 = network10;
+            server = com.sun.net.httpserver.HttpServer.create(new java.net.InetSocketAddress(java.net.InetAddress.getLoopbackAddress(), 0), 0);
+            server.createContext("/", this::handle);
+            server.setExecutor(java.util.concurrent.Executors.newFixedThreadPool(4, r -> {
+                Thread t = new Thread(r, "demo-controller");
+                t.setDaemon(true);
+                return t;
+            }));
+            server.start();
+        }
+
+        static DemoController start(Dataset data, boolean network10) {
+            try {
+                return new DemoController(data, network10);
+            } catch (IOException e) {
+                throw new ConnectionException("cannot start the demo controller on 127.0.0.1: " + describeIo(e));
+            }
+        }
+
+        String url() { return "http://127.0.0.1:" + server.getAddress().getPort(); }
+
+        int logins() { return logins.get(); }
+
+        @Override
+        public void close() { server.stop(0); }
+
+        private void handle(com.sun.net.httpserver.HttpExchange ex) throws IOException {
+            try (ex) {
+                String method = ex.getRequestMethod(), path = ex.getRequestURI().getPath();
+                String body = new String(ex.getRequestBody().readAllBytes(), StandardCharsets.UTF_8);
+                if (requestLog.size() < 10_000) requestLog.add(method + " " + ex.getRequestURI() + (body.isEmpty() ? "" : " " + body));
+                if (method.equals("GET") && path.equals("/")) { send(ex, 200, "text/html", "<!DOCTYPE html><html><head><title>UniFi OS</title></head></html>"); return; }
+                if (method.equals("POST") && path.equals("/api/auth/login")) { login(ex, body); return; }
+                String cookie = Optional.ofNullable(ex.getRequestHeaders().getFirst("Cookie")).orElse("");
+                boolean authenticated = java.util.Arrays.stream(cookie.split(";\\s*")).anyMatch(c -> c.startsWith("TOKEN=") && tokens.contains(c.substring(6)));
+                if (!authenticated) { send(ex, 401, "text/html", ""); return; }
+                if (!method.equals("GET") && !csrf.equals(ex.getRequestHeaders().getFirst("X-CSRF-Token"))) {
+                    send(ex, 403, "application/json", "{\"message\":\"Invalid CSRF Token\"}");
+                    return;
+                }
+                JsonNode req = body.isEmpty() ? JSON.createObjectNode() : JSON.readTree(body);
+                switch (method + " " + path) {
+                    case "POST /api/auth/logout" -> send(ex, 200, "application/json", "{}");
+                    case "GET /proxy/network/api/self/sites" -> envelope(ex, List.of(JSON.createObjectNode().put("_id", "5e231c10931eb902acf25112")
+                            .put("name", "default").put("desc", "Default").put("role", "admin")), -1);
+                    case "GET /proxy/network/api/s/default/stat/sysinfo" -> envelope(ex, List.of(JSON.createObjectNode().put("version", network10 ? "10.0.160" : "9.0.114")
+                            .put("build", "atag_9.0.114").put("hostname", "Dream-Machine-Pro").put("name", "Dream Machine Pro")
+                            .put("ubnt_device_type", "UDMPRO").put("timezone", "UTC").put("udm_version", "4.1.13")), -1);
+                    case "POST /proxy/network/api/s/default/stat/event" -> {
+                        if (network10) { send(ex, 404, "application/json", "{\"meta\":{\"rc\":\"error\",\"msg\":\"api.err.NotFound\"},\"data\":[]}"); return; }
+                        long since = System.currentTimeMillis() - req.path("within").asLong(24) * 3_600_000L;
+                        int total = countNewerThan(data.events(), since - 1);
+                        int start = Math.min(req.path("_start").asInt(0), total), limit = Math.min(req.path("_limit").asInt(3000), 3000);
+                        envelope(ex, data.events().subList(start, Math.min(total, start + limit)), total);
+                    }
+                    case "POST /proxy/network/v2/api/site/default/system-log/all" -> systemLog(ex, req);
+                    case "GET /proxy/network/api/s/default/list/alarm" -> {
+                        if (network10) send(ex, 400, "application/json", "{\"meta\":{\"rc\":\"error\",\"msg\":\"api.err.InvalidObject\"},\"data\":[]}");
+                        else envelope(ex, data.alarms(), -1);
+                    }
+                    case "POST /proxy/network/api/s/default/stat/ips/event" -> {
+                        if (network10) { send(ex, 404, "application/json", "{\"meta\":{\"rc\":\"error\",\"msg\":\"api.err.NotFound\"},\"data\":[]}"); return; }
+                        long start = req.path("start").asLong(0), end = req.path("end").asLong(Long.MAX_VALUE);
+                        envelope(ex, data.ips().stream().filter(r -> r.path("time").asLong() >= start && r.path("time").asLong() <= end).toList(), -1);
+                    }
+                    case "GET /proxy/network/api/s/default/stat/device" -> envelope(ex, data.devices(), -1);
+                    case "GET /proxy/network/api/s/default/stat/health" -> envelope(ex, data.health(), -1);
+                    default -> send(ex, 404, "application/json", "{\"meta\":{\"rc\":\"error\",\"msg\":\"api.err.NotFound\"},\"data\":[]}");
+                }
+            } catch (RuntimeException e) {
+                send(ex, 500, "text/plain", "demo controller error: " + e);
+            }
+        }
+
+        private void login(com.sun.net.httpserver.HttpExchange ex, String body) throws IOException {
+            JsonNode creds = JSON.readTree(body);
+            if (!USER.equals(creds.path("username").asText()) || !PASSWORD.equals(creds.path("password").asText())) {
+                send(ex, 401, "application/json", "{\"code\":\"AUTHENTICATION_FAILED_INVALID_CREDENTIALS\",\"message\":\"Invalid username or password\"}");
+                return;
+            }
+            String token = "demo-" + java.util.UUID.randomUUID();
+            tokens.add(token);
+            csrf = java.util.UUID.randomUUID().toString();
+            logins.incrementAndGet();
+            ex.getResponseHeaders().add("Set-Cookie", "TOKEN=" + token + "; path=/; samesite=none; secure; httponly");
+            ex.getResponseHeaders().add("X-CSRF-Token", csrf);
+            send(ex, 200, "application/json", JSON.createObjectNode().put("unique_id", "demo-user").put("username", USER)
+                    .put("status", "ACTIVE").put("local_account_exist", true).toString());
+        }
+
+        /** The v2 system log: valid categories only (else 400), a time window, pages of at most 1000. */
+        private void systemLog(com.sun.net.httpserver.HttpExchange ex, JsonNode req) throws IOException {
+            for (JsonNode c : req.path("categories")) {
+                if (!Collector.V2_CATEGORIES.contains(c.asText())) {
+                    send(ex, 400, "application/json", "{\"errorCode\":400,\"message\":\"Invalid category " + c.asText() + "\"}");
+                    return;
+                }
+            }
+            long from = req.path("timestampFrom").asLong(0), to = req.path("timestampTo").asLong(Long.MAX_VALUE);
+            int size = Math.min(Math.max(1, req.path("pageSize").asInt(100)), 1000), page = req.path("pageNumber").asInt(0);
+            int newerThanTo = countNewerThan(data.events(), to), total = countNewerThan(data.events(), from - 1) - newerThanTo;
+            List<JsonNode> slice = data.events().subList(Math.min(newerThanTo + page * size, newerThanTo + total), Math.min(newerThanTo + total, newerThanTo + (page + 1) * size));
+            ObjectNode answer = JSON.createObjectNode();
+            var arr = answer.putArray("data");
+            slice.forEach(r -> arr.add(toSystemLog(r)));
+            answer.put("page_number", page).put("total_element_count", total).put("total_page_count", (total + size - 1) / size);
+            send(ex, 200, "application/json", answer.toString());
+        }
+
+        /** A v1 event record in the shape of a v2 system-log entry. */
+        static JsonNode toSystemLog(JsonNode r) {
+            String key = r.path("key").asText();
+            ObjectNode o = JSON.createObjectNode().put("id", r.path("_id").asText()).put("key", key).put("event", key)
+                    .put("timestamp", r.path("time").asLong()).put("status", "ACTIVE").put("type", "EVENT");
+            String category = key.startsWith("EVT_W") || key.startsWith("EVT_L") ? "CLIENT_DEVICES" : key.startsWith("EVT_AD") || key.startsWith("EVT_IPS") ? "SECURITY"
+                    : key.contains("WAN") ? "INTERNET_AND_WAN" : "UNIFI_DEVICES";
+            o.put("category", category).put("severity", key.contains("Lost_Contact") || key.contains("Rogue") ? "HIGH" : "LOW");
+            ObjectNode params = o.putObject("parameters");
+            String msg = r.path("msg").asText("");
+            for (String p : Collector.DEVICE_PREFIXES) {
+                if (r.path(p).isTextual()) {
+                    params.putObject("DEVICE").put("id", r.path(p).asText()).put("mac", r.path(p).asText()).put("name", r.path(p + "_name").asText(""));
+                    msg = msg.replace(r.path(p + "_name").asText("\u0000"), "{DEVICE}");
+                    break;
+                }
+            }
+            for (String f : List.of("ip", "iface", "state", "admin", "essid", "radar_channel")) if (r.has(f)) params.putObject(f.toUpperCase(Locale.ROOT)).put("name", r.path(f).asText());
+            if (r.has("hostname") || r.has("user")) params.putObject("CLIENT").put("id", r.path("user").asText("")).put("name", r.path("hostname").asText(r.path("user").asText("")));
+            return o.put("message_raw", msg).put("title_raw", key.replace("EVT_", "").replace('_', ' '));
+        }
+
+        /** How many of the newest-first events are newer than {@code ms} (binary search). */
+        private static int countNewerThan(List<JsonNode> events, long ms) {
+            int lo = 0, hi = events.size();
+            while (lo < hi) {
+                int mid = (lo + hi) >>> 1;
+                if (events.get(mid).path("time").asLong() > ms) lo = mid + 1;
+                else hi = mid;
+            }
+            return lo;
+        }
+
+        private static void envelope(com.sun.net.httpserver.HttpExchange ex, List<JsonNode> data, int count) throws IOException {
+            ObjectNode answer = JSON.createObjectNode();
+            ObjectNode meta = answer.putObject("meta").put("rc", "ok");
+            if (count >= 0) meta.put("count", count);
+            var arr = answer.putArray("data");
+            data.forEach(arr::add);
+            send(ex, 200, "application/json", answer.toString());
+        }
+
+        private static void send(com.sun.net.httpserver.HttpExchange ex, int status, String type, String body) throws IOException {
+            byte[] bytes = body.getBytes(StandardCharsets.UTF_8);
+            ex.getResponseHeaders().set("Content-Type", type);
+            ex.sendResponseHeaders(status, bytes.length == 0 ? -1 : bytes.length);
+            if (bytes.length > 0) ex.getResponseBody().write(bytes);
+        }
+
+        // ---- data: a realistic day, and synthetic volume for the benchmark ---------------
+
+        static final String GW = "74:ac:b9:14:00:01", GARAGE = "74:ac:b9:14:00:11", LIVING = "74:ac:b9:14:00:12",
+                RACK = "74:ac:b9:14:00:21", OFFICE = "74:ac:b9:14:00:22";
+
+        /** A day at a small office: what the README's demo shows. Times are relative to {@code now}. */
+        static Dataset realisticDay(Instant now) {
+            List<ObjectNode> ev = new ArrayList<>();
+            int[] id = {0};
+            java.util.function.BiFunction<Duration, String, ObjectNode> at = (ago, key) -> {
+                ObjectNode o = JSON.createObjectNode().put("_id", String.format("65a1f3c2e4b0%012x", ++id[0])).put("key", key)
+                        .put("site_id", "5e231c10931eb902acf25112").put("time", now.minus(ago).toEpochMilli())
+                        .put("datetime", now.minus(ago).truncatedTo(ChronoUnit.SECONDS).toString());
+                ev.add(o);
+                return o;
+            };
+            // a flapping AP: 14 losses of contact over three and a half hours, each followed by a reconnect
+            for (int i = 0; i < 14; i++) {
+                Duration ago = Duration.ofHours(14).minusMinutes(i * 15L);
+                at.apply(ago, "EVT_AP_Lost_Contact").put("ap", GARAGE).put("ap_name", "Garage AP").put("subsystem", "wlan")
+                        .put("msg", "AP[" + GARAGE + "] was disconnected");
+                at.apply(ago.minusMinutes(3), "EVT_AP_Connected").put("ap", GARAGE).put("ap_name", "Garage AP").put("subsystem", "wlan")
+                        .put("msg", "AP[" + GARAGE + "] was connected");
+            }
+            // a WAN outage of 14 minutes
+            at.apply(Duration.ofHours(12).plusMinutes(48), "EVT_GW_WANTransition").put("gw", GW).put("gw_name", "Dream Machine Pro").put("iface", "eth8")
+                    .put("state", "inactive").put("subsystem", "wan").put("msg", "Gateway[" + GW + "] WAN iface eth8 transition to state inactive");
+            at.apply(Duration.ofHours(12).plusMinutes(34), "EVT_GW_WANTransition").put("gw", GW).put("gw_name", "Dream Machine Pro").put("iface", "eth8")
+                    .put("state", "active").put("subsystem", "wan").put("msg", "Gateway[" + GW + "] WAN iface eth8 transition to state active");
+            // a rogue DHCP server on the rack switch
+            at.apply(Duration.ofHours(6).plusMinutes(20), "EVT_SW_DetectRogueDHCP").put("sw", RACK).put("sw_name", "Rack Switch").put("ip", "192.168.1.250")
+                    .put("mac", "c0:56:27:aa:bb:cc").put("port", 7).put("vlan", 1).put("subsystem", "lan")
+                    .put("msg", "Switch[" + RACK + "] detected rogue DHCP server 192.168.1.250 (c0:56:27:aa:bb:cc) on port 7, VLAN 1");
+            // a brute-force attempt on the admin login
+            for (int i = 0; i < 7; i++) {
+                at.apply(Duration.ofHours(15).minusMinutes(i), "EVT_AD_LoginFailed").put("admin", i % 2 == 0 ? "admin" : "root").put("ip", "203.0.113.45")
+                        .put("subsystem", "lan").put("msg", "Admin login attempt failed from 203.0.113.45");
+            }
+            at.apply(Duration.ofHours(3), "EVT_AD_Login").put("admin", "alex").put("ip", "192.168.1.20").put("subsystem", "lan")
+                    .put("msg", "Admin[alex] log in from 192.168.1.20");
+            // the overheating switch and the office switch that went away
+            at.apply(Duration.ofHours(2).plusMinutes(5), "EVT_SW_Overheat").put("sw", RACK).put("sw_name", "Rack Switch").put("subsystem", "lan")
+                    .put("msg", "Switch[" + RACK + "] is overheating");
+            at.apply(Duration.ofMinutes(95), "EVT_SW_Lost_Contact").put("sw", OFFICE).put("sw_name", "Office Switch").put("subsystem", "lan")
+                    .put("msg", "Switch[" + OFFICE + "] was disconnected");
+            at.apply(Duration.ofHours(9), "EVT_AP_RadarDetected").put("ap", LIVING).put("ap_name", "Living Room AP").put("radar_channel", "52")
+                    .put("freq", "5260").put("subsystem", "wlan").put("msg", "AP[" + LIVING + "] radar detected on channel 52");
+            at.apply(Duration.ofHours(20), "EVT_AP_Adopted").put("ap", LIVING).put("ap_name", "Living Room AP").put("subsystem", "wlan")
+                    .put("msg", "AP[" + LIVING + "] was adopted");
+            // everyday client noise
+            String[] clients = {"alex-iphone", "sam-laptop", "printer-2f", "tv-lounge", "kitchen-tablet", "meeting-room-pc"};
+            for (int i = 0; i < 240; i++) {
+                String c = clients[i % clients.length];
+                String mac = String.format("3c:22:fb:%02x:%02x:%02x", i % 6, 0x10, 0x20 + i % 6);
+                String ap = i % 3 == 0 ? GARAGE : LIVING;
+                String apName = ap.equals(GARAGE) ? "Garage AP" : "Living Room AP";
+                String key = i % 7 == 0 ? "EVT_WU_Roam" : i % 2 == 0 ? "EVT_WU_Connected" : "EVT_WU_Disconnected";
+                at.apply(Duration.ofMinutes(5L * i + 2), key).put("user", mac).put("hostname", c).put("ssid", "Office").put("ap", ap).put("ap_name", apName)
+                        .put("subsystem", "wlan").put("msg", "User[" + mac + "] " + (key.endsWith("Connected") ? "has connected to" : key.endsWith("Roam") ? "roamed to" : "disconnected from") + " AP[" + ap + "]");
+            }
+            ev.sort(java.util.Comparator.comparingLong((ObjectNode o) -> o.path("time").asLong()).reversed());
+
+            List<JsonNode> ips = new ArrayList<>();
+            ObjectNode malware = JSON.createObjectNode().put("_id", "65a1f3c2e4b0ffff00000001").put("timestamp", now.minus(Duration.ofHours(5)).getEpochSecond())
+                    .put("time", now.minus(Duration.ofHours(5)).toEpochMilli()).put("event_type", "alert").put("src_ip", "192.168.1.57").put("src_port", 50447)
+                    .put("dest_ip", "198.51.100.23").put("dest_port", 80).put("proto", "TCP").put("inner_alert_action", "allowed")
+                    .put("inner_alert_signature_id", 2003337).put("inner_alert_signature", "ET MALWARE Suspicious User Agent (Autoupdate)")
+                    .put("inner_alert_category", "A Network Trojan was Detected").put("inner_alert_severity", 1).put("key", "EVT_IPS_IpsAlert")
+                    .put("subsystem", "www").put("srcipCountry", false).put("dstipCountry", "NL");
+            malware.putArray("srcipGeo");
+            malware.putArray("catname").add("emerging-malware");
+            ips.add(malware);
+            for (int i = 0; i < 3; i++) {
+                ObjectNode drop = JSON.createObjectNode().put("_id", "65a1f3c2e4b0ffff0000001" + i).put("timestamp", now.minus(Duration.ofHours(8 + i)).getEpochSecond())
+                        .put("time", now.minus(Duration.ofHours(8 + i)).toEpochMilli()).put("src_ip", "196.196.244.84").put("src_port", 51413)
+                        .put("dest_ip", "192.168.1.2").put("dest_port", 36881).put("proto", "UDP").put("inner_alert_action", "blocked")
+                        .put("inner_alert_signature_id", 2400022).put("inner_alert_signature", "ET DROP Spamhaus DROP Listed Traffic Inbound group 23")
+                        .put("inner_alert_category", "Misc Attack").put("inner_alert_severity", 2).put("catname", "spamhaus").put("srcipCountry", "SE")
+                        .put("key", "EVT_IPS_IpsAlert").put("dstipGeo", false);
+                ips.add(drop);
+            }
+
+            List<JsonNode> devices = List.of(
+                    device(GW, "Dream Machine Pro", "UDMPRO", "udm", 1, 41 * 86_400L, "4.1.13", false, null, 23, 61, 52.0, null, null),
+                    device(GARAGE, "Garage AP", "U6-Lite", "uap", 1, 2_400L, "6.6.77", false, null, 8, 41, null, null, null),
+                    device(LIVING, "Living Room AP", "U6-Pro", "uap", 1, 212 * 86_400L, "6.5.62", true, "6.6.77", 12, 48, null, null, null),
+                    device(RACK, "Rack Switch", "US24P250", "usw", 1, 96 * 86_400L, "7.1.26", false, null, 31, 55, 83.0, 250.0, 212.0),
+                    device(OFFICE, "Office Switch", "USL8LP", "usw", 0, null, "7.1.26", false, null, null, null, null, 52.0, null));
+            List<JsonNode> health = List.of(
+                    JSON.createObjectNode().put("subsystem", "wlan").put("status", "ok").put("num_ap", 2),
+                    JSON.createObjectNode().put("subsystem", "wan").put("status", "ok").put("wan_ip", "203.0.113.7"),
+                    JSON.createObjectNode().put("subsystem", "www").put("status", "ok"),
+                    JSON.createObjectNode().put("subsystem", "lan").put("status", "warning").put("num_sw", 2).put("num_disconnected", 1),
+                    JSON.createObjectNode().put("subsystem", "vpn").put("status", "unknown"));
+            return new Dataset(new ArrayList<>(ev), ips, devices, health, List.of());
+        }
+
+        private static JsonNode device(String mac, String name, String model, String type, int state, Long uptime, String version,
+                                       boolean upgradable, String upgradeTo, Integer cpu, Integer mem, Double temp, Double budget, Double used) {
+            ObjectNode d = JSON.createObjectNode().put("_id", "5e3c" + mac.replace(":", "")).put("mac", mac).put("name", name).put("model", model)
+                    .put("type", type).put("state", state).put("adopted", true).put("version", version).put("upgradable", upgradable);
+            if (uptime != null) d.put("uptime", uptime);
+            if (upgradeTo != null) d.put("upgrade_to_firmware", upgradeTo);
+            if (cpu != null) d.putObject("system-stats").put("cpu", cpu + ".0").put("mem", mem + ".0").put("uptime", String.valueOf(uptime));
+            if (temp != null) d.put("general_temperature", temp).put("has_temperature", true).put("overheating", temp >= 80);
+            if (budget != null) {
+                d.put("total_max_power", budget);
+                var ports = d.putArray("port_table");
+                if (used != null) for (int p = 1; p <= 8; p++) ports.addObject().put("port_idx", p).put("poe_enable", true).put("poe_power", String.format(Locale.ROOT, "%.2f", used / 8));
+            }
+            return d;
+        }
+
+        /** {@code n} everyday events, newest first, spread over the last 23 hours; made on demand. */
+        static Dataset synthetic(Instant now, int n) {
+            String[] keys = {"EVT_WU_Connected", "EVT_WU_Disconnected", "EVT_WU_Roam", "EVT_LU_Connected", "EVT_AP_Lost_Contact", "EVT_AP_Connected", "EVT_AD_LoginFailed"};
+            long span = Duration.ofHours(23).toMillis(), newest = now.toEpochMilli() - 1_000;
+            List<JsonNode> events = new java.util.AbstractList<>() {
+                @Override
+                public JsonNode get(int i) {
+                    String key = keys[i % keys.length];
+                    String ap = String.format("74:ac:b9:15:%02x:%02x", (i / 7) % 16, 1);
+                    return JSON.createObjectNode().put("_id", String.format("65b0%020x", i)).put("key", key).put("time", newest - (span * i) / n)
+                            .put("ap", ap).put("ap_name", "AP " + (i / 7) % 16).put("user", String.format("3c:22:fb:%02x:%02x:%02x", i % 256, (i / 256) % 256, 7))
+                            .put("hostname", "client-" + i % 500).put("ip", "198.51.100." + i % 50).put("subsystem", "wlan")
+                            .put("msg", key + " #" + i + " on AP[" + ap + "]");
+                }
+
+                @Override
+                public int size() { return n; }
+            };
+            return new Dataset(events, List.of(), List.of(), List.of(), List.of());
+        }
+    }
 }
+
