@@ -830,6 +830,7 @@ public class UnifiScanner {
             if (kind == Kind.UNIFI_OS) body.put("rememberMe", false).put("token", "");
             synchronized (cookies) { cookies.clear(); }
             csrf = null;
+            loggedIn = false;
             Answer a = withRetry("logging in", true, () -> exchange("POST", baseUrl, kind.loginPath, body.toString(), true), this::retryableStatus);
             String word = a.errorWord();
             if (a.status() == 429)
@@ -2671,7 +2672,7 @@ public class UnifiScanner {
             Cli cli = new Cli(env, out, err, guard);
             CommandLine cmd = new CommandLine(cli);
             for (Setting s : SETTINGS) {
-                String help = s.help() + " Env: " + s.env() + (s.defaultValue() == null || s.secret() ? "" : ". Default: " + s.defaultValue());
+                String help = (s.help() + " Env: " + s.env() + (s.defaultValue() == null || s.secret() ? "" : ". Default: " + s.defaultValue())).replace("%", "%%");
                 cmd.getCommandSpec().addOption(OptionSpec.builder("--" + s.key()).paramLabel(s.label()).type(String.class)
                         .description(help).build());
             }
@@ -2889,6 +2890,9 @@ public class UnifiScanner {
         String url() { return "http://127.0.0.1:" + server.getAddress().getPort(); }
 
         int logins() { return logins.get(); }
+
+        /** Forgets every session, as a console does every couple of hours. */
+        void expireSessions() { tokens.clear(); }
 
         @Override
         public void close() { server.stop(0); }

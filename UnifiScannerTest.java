@@ -9,6 +9,7 @@
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import mockwebserver3.Dispatcher;
 import mockwebserver3.MockResponse;
 import mockwebserver3.MockWebServer;
@@ -44,6 +45,7 @@ import java.time.Duration;
 import java.time.Instant;
 import java.time.ZoneOffset;
 import java.time.ZonedDateTime;
+import java.time.temporal.ChronoUnit;
 import java.time.format.DateTimeFormatter;
 import java.util.ArrayList;
 import java.util.Collections;
@@ -1104,6 +1106,591 @@ public class UnifiScannerTest {
             Run r = cli(Map.of("UNIFI_HEALTH_FILE", dir.resolve("nothing-here").toString()), "--health-check");
             assertEquals(1, r.code());
             assertFalse(r.err().contains("UNIFI_HOST"), "no controller settings are needed: " + r.err());
+        }
+    }
+
+
+    // =====================================================================================
+    // The scan: collect, explain, report, remember — against the emulated controller over real HTTP
+    // =====================================================================================
+
+    static ObjectNode event(String id, Instant time, String key) {
+        return JSON.createObjectNode().put("_id", id).put("key", key).put("time", time.toEpochMilli())
+                .put("site_id", "5e231c10931eb902acf25112").put("subsystem", "lan");
+    }
+
+    /** Newest first, as the controller serves them. */
+    static List<JsonNode> newestFirst(List<? extends JsonNode> events) {
+        List<JsonNode> out = new ArrayList<>(events);
+        out.sort(java.util.Comparator.comparingLong((JsonNode e) -> e.path("time").asLong()).reversed());
+        return out;
+    }
+
+    abstract static class WithDemo {
+        UnifiScanner.DemoController demo;
+        Path dir;
+        Map<String, String> env;
+
+        @BeforeEach
+        void dir() throws IOException { dir = Files.createTempDirectory("unifi-scanner-scan"); }
+
+        @AfterEach
+        void stop() {
+            if (demo != null) demo.close();
+            UnifiScanner.deleteTree(dir);
+        }
+
+        void start(UnifiScanner.DemoController.Dataset data, boolean network10) {
+            demo = UnifiScanner.DemoController.start(data, network10);
+            env = new HashMap<>(Map.of("UNIFI_HOST", demo.url(), "UNIFI_USERNAME", "demo", "UNIFI_PASSWORD", "demo-password",
+                    "UNIFI_STATE_FILE", dir.resolve("state/state.json").toString(), "UNIFI_HEALTH_FILE", dir.resolve("health").toString(),
+                    "UNIFI_RETRY_INITIAL_DELAY", "0.01s", "UNIFI_RETRY_MAX_DELAY", "0.05s"));
+        }
+
+        Run scan(String... args) { return cli(env, args); }
+
+        JsonNode json(Run r) throws IOException {
+            assertEquals(0, r.code(), r.err());
+            return JSON.readTree(r.out());
+        }
+
+        List<String> requests(String contains) {
+            synchronized (demo.requestLog) { return demo.requestLog.stream().filter(l -> l.contains(contains)).toList(); }
+        }
+
+        static UnifiScanner.DemoController.Dataset dataset(List<? extends JsonNode> events) {
+            return new UnifiScanner.DemoController.Dataset(new ArrayList<>(newestFirst(events)), List.of(), List.of(), List.of(), List.of());
+        }
+    }
+
+    @Nested
+    class Collecting extends WithDemo {
+        @Test
+        void v1EventsArePaginatedPast3000() throws Exception {
+            start(UnifiScanner.DemoController.synthetic(Instant.now(), 7_000), false);
+            JsonNode report = json(scan("--format", "json", "--always"));
+            assertEquals(7_000, report.path("stats").path("eventsRead").asInt());
+            List<String> pages = requests("/stat/event");
+            assertEquals(3, pages.size(), pages.toString());
+            assertTrue(pages.get(0).contains("\"_start\":0") && pages.get(1).contains("\"_start\":3000") && pages.get(2).contains("\"_start\":6000"), pages.toString());
+            assertTrue(pages.get(0).contains("\"_sort\":\"-time\"") && pages.get(0).contains("\"_limit\":3000"));
+        }
+
+        @Test
+        void network10FallsBackToTheSystemLogWithValidCategoriesAndPages() throws Exception {
+            start(UnifiScanner.DemoController.synthetic(Instant.now(), 2_500), true);
+            JsonNode report = json(scan("--format", "json", "--always"));
+            assertEquals(2_500, report.path("stats").path("eventsRead").asInt());
+            assertEquals(1, requests("/stat/event").size(), "v1 tried once, then the choice is kept");
+            List<String> pages = requests("/system-log/all");
+            assertEquals(3, pages.size(), pages.toString());
+            for (String page : pages) {
+                JsonNode body = JSON.readTree(page.substring(page.indexOf('{')));
+                for (JsonNode c : body.path("categories")) assertTrue(UnifiScanner.Collector.V2_CATEGORIES.contains(c.asText()), c.asText());
+                assertTrue(body.path("pageSize").asInt() <= 1000);
+            }
+            assertEquals("unavailable", report.path("sources").path("ips").asText());
+            assertEquals("unavailable", report.path("sources").path("alarms").asText());
+            assertEquals("ok", report.path("sources").path("events").asText());
+        }
+
+        @Test
+        void aMissingSourceIsNotedNeverFatalAndNeverALogin() {
+            start(UnifiScanner.DemoController.realisticDay(Instant.now()), true);
+            Run r = scan("--always");
+            assertEquals(0, r.code(), r.err());
+            assertTrue(r.out().contains("IPS events: not available on this controller version"), r.out());
+            assertEquals(1, demo.logins(), "a 404 or 400 never triggers a login");
+        }
+
+        @Test
+        void theRealisticDayThroughTheSystemLogStillExplainsTheDevices() throws Exception {
+            start(UnifiScanner.DemoController.realisticDay(Instant.now()), true);
+            JsonNode report = json(scan("--format", "json"));
+            String titles = report.path("findings").toString();
+            assertTrue(titles.contains("Garage AP keeps dropping off the network"), titles);
+            assertTrue(titles.contains("Likely brute-force attack on the admin login from 203.0.113.45"), titles);
+        }
+    }
+
+    @Nested
+    class Normalizing {
+        /** From unifi-samples/stat-event-records.json: an IPS alert in the event log (catname array, srcipGeo []). */
+        static final String IPS_EVENT = """
+                {"_id":"5ee9f7ca453d4e00f3c04b57","timestamp":1592391625,"src_ip":"192.168.1.199","src_port":50447,
+                 "dest_ip":"54.36.1.2","dest_port":80,"proto":"TCP","srcipGeo":[],"dstipGeo":{"country_code":"FR"},"dstipCountry":"FR",
+                 "catname":["emerging-malware"],"inner_alert_action":"allowed","inner_alert_signature_id":2003337,
+                 "inner_alert_signature":"ET MALWARE Suspicious User Agent (Autoupdate)","inner_alert_category":"A Network Trojan was Detected",
+                 "inner_alert_severity":1,"key":"EVT_IPS_IpsAlert","subsystem":"www","time":1592391625000,"datetime":"2020-06-17T11:00:25Z"}""";
+        /** From unifi-samples/stat-ips-event-records.json: catname a string, *Geo false, country false, time only as seconds. */
+        static final String IPS_RECORD = """
+                {"_id":"5d2416c78f0385ccf1c6df44","archived":false,"timestamp":1562646211,"src_ip":"196.196.244.84","src_port":51413,
+                 "dest_ip":"192.168.3.2","dest_port":36881,"proto":"UDP","srcipCountry":"SE","dstipCountry":false,"dstipGeo":false,
+                 "srcipGeo":{"country_code":"SE"},"catname":"spamhaus","inner_alert_action":"allowed","inner_alert_signature_id":2400022,
+                 "inner_alert_signature":"ET DROP Spamhaus DROP Listed Traffic Inbound group 23","inner_alert_category":"Misc Attack",
+                 "inner_alert_severity":2,"key":"EVT_IPS_IpsAlert"}""";
+
+        @Test
+        void v1RecordsGiveTimeKeyDeviceClientAndMessage() throws Exception {
+            JsonNode r = JSON.readTree("""
+                    {"_id":"5ee9e56b453d4e00f3c04a7a","user":"d8:4c:90:9f:82:5a","ssid":"Extra Fast","hostname":"dns-ipp",
+                     "ap":"74:83:c2:d4:11:3d","key":"EVT_WU_Disconnected","subsystem":"wlan","time":1592386923000,
+                     "datetime":"2020-06-17T09:42:03Z","msg":"User[d8:4c:90:9f:82:5a] disconnected from \\"Extra Fast\\""}""");
+            var e = UnifiScanner.Collector.v1Event("default", r, "event");
+            assertEquals(Instant.ofEpochMilli(1592386923000L), e.time());
+            assertEquals("EVT_WU_Disconnected", e.key());
+            assertEquals("74:83:c2:d4:11:3d", e.deviceMac());
+            assertEquals("dns-ipp", e.client());
+            assertEquals("wlan", e.subsystem());
+            assertEquals("5ee9e56b453d4e00f3c04a7a", e.id());
+            assertTrue(e.message().startsWith("User[d8:4c:90:9f:82:5a] disconnected"));
+        }
+
+        @Test
+        void switchAndGatewayNamesComeFromTheirOwnFields() throws Exception {
+            var sw = UnifiScanner.Collector.v1Event("default", JSON.readTree(
+                    "{\"_id\":\"a\",\"key\":\"EVT_SW_Lost_Contact\",\"sw\":\"22:22:00:22:22:00\",\"sw_name\":\"switch\",\"time\":1}"), "event");
+            assertEquals("switch", sw.deviceName());
+            var gw = UnifiScanner.Collector.v1Event("default", JSON.readTree(
+                    "{\"_id\":\"b\",\"key\":\"EVT_GW_WANTransition\",\"gw\":\"22:22:00:22:22:01\",\"iface\":\"eth8\",\"state\":\"inactive\",\"time\":2}"), "event");
+            assertEquals("22:22:00:22:22:01", gw.deviceMac());
+            assertEquals("eth8", gw.field("iface"));
+        }
+
+        @Test
+        void ipsQuirksAreHandled() throws Exception {
+            var a = UnifiScanner.Collector.ipsAlert("default", JSON.readTree(IPS_RECORD));
+            assertEquals(Instant.ofEpochSecond(1562646211L), a.time(), "timestamp in seconds when time is missing");
+            assertEquals("SE", a.srcCountry());
+            assertFalse(a.blocked());
+            assertFalse(a.cybersecure());
+            var b = UnifiScanner.Collector.ipsAlert("default", JSON.readTree(IPS_EVENT));
+            assertEquals(Instant.ofEpochMilli(1592391625000L), b.time(), "ms time wins over seconds timestamp");
+            assertEquals("", b.srcCountry(), "srcipGeo [] means unknown");
+            assertTrue(UnifiScanner.Collector.ipsAlert("default", JSON.readTree(IPS_EVENT.replace("2003337", "2850123"))).cybersecure());
+        }
+
+        @Test
+        void systemLogEntriesFillTheirPlaceholders() throws Exception {
+            var e = UnifiScanner.Collector.v2Event("default", JSON.readTree("""
+                    {"id":"6710","key":"EVT_AP_Lost_Contact","category":"UNIFI_DEVICES","severity":"HIGH","timestamp":1733300000000,
+                     "message_raw":"{DEVICE} lost contact with {CLIENT}","title_raw":"Device Offline",
+                     "parameters":{"DEVICE":{"id":"74:ac:b9:00:00:11","name":"Garage AP","model":"U6-Lite"},"CLIENT":{"id":"x","name":"tv-lounge"}}}"""));
+            assertEquals("Garage AP lost contact with tv-lounge", e.message());
+            assertEquals("Garage AP", e.deviceName());
+            assertEquals("tv-lounge", e.client());
+            assertEquals("HIGH", e.severityHint());
+        }
+
+        @Test
+        void devicesReadStringFiguresTemperaturesAndPoe() throws Exception {
+            var d = UnifiScanner.Collector.device("default", JSON.readTree("""
+                    {"mac":"22:22:00:22:22:00","name":"switch","model":"US24P250","type":"usw","state":1,"adopted":true,"uptime":3188809,
+                     "upgradable":false,"version":"4.0.42.10433","system-stats":{"cpu":"59.3","mem":"50.1","uptime":"3188809"},
+                     "general_temperature":43,"overheating":false,"total_max_power":222,
+                     "port_table":[{"port_idx":1,"poe_enable":false,"poe_power":"0.00"},{"port_idx":3,"poe_enable":true,"poe_power":"4.84"},
+                                   {"port_idx":4,"poe_enable":true,"poe_power":"10.16"}]}"""));
+            assertEquals(59.3, d.cpu());
+            assertEquals(43.0, d.temperature());
+            assertEquals(15.0, d.poeUsed(), 0.001);
+            assertEquals(222.0, d.poeBudget());
+            var ap = UnifiScanner.Collector.device("default", JSON.readTree("""
+                    {"mac":"80:22:22:22:22:22","name":"wap-lower","model":"U7PG2","type":"uap","state":1,"has_temperature":false,
+                     "temperatures":[{"name":"CPU","value":61.5},{"name":"PHY","value":48}]}"""));
+            assertEquals(61.5, ap.temperature());
+            assertNull(ap.cpu(), "missing figures stay missing");
+        }
+
+        @Test
+        void malformedRecordsAreSkippedAndCounted() throws Exception {
+            var data = WithDemo.dataset(List.of(event("good", Instant.now().minusSeconds(60), "EVT_SW_LoopDetected").put("sw", "aa:bb:cc:00:00:01"),
+                    (ObjectNode) JSON.readTree("{\"_id\":\"nokey\",\"time\":" + Instant.now().minusSeconds(30).toEpochMilli() + "}"),
+                    (ObjectNode) JSON.readTree("{\"_id\":\"blankkey\",\"key\":\" \",\"time\":" + Instant.now().minusSeconds(20).toEpochMilli() + "}")));
+            try (var demo = UnifiScanner.DemoController.start(new UnifiScanner.DemoController.Dataset(
+                    new ArrayList<>(List.of(data.events().get(1), data.events().get(0), data.events().get(2))), List.of(), List.of(), List.of(), List.of()), false)) {
+                Path dir = Files.createTempDirectory("unifi-scanner-malformed");
+                Run r = cli(Map.of("UNIFI_HOST", demo.url(), "UNIFI_USERNAME", "demo", "UNIFI_PASSWORD", "demo-password",
+                        "UNIFI_STATE_FILE", dir.resolve("s.json").toString(), "UNIFI_HEALTH_FILE", dir.resolve("h").toString()), "--format", "json");
+                assertEquals(0, r.code(), r.err());
+                JsonNode report = JSON.readTree(r.out());
+                assertEquals(2, report.path("stats").path("malformed").asInt());
+                assertTrue(report.path("findings").toString().contains("network loop"));
+                UnifiScanner.deleteTree(dir);
+            }
+        }
+    }
+
+    @Nested
+    class Explaining {
+        final UnifiScanner.Explainer explainer = new UnifiScanner.Explainer(UnifiScanner.DEFAULT_THRESHOLDS, ZoneOffset.UTC);
+        final Instant t0 = Instant.now().minus(Duration.ofHours(6));
+
+        UnifiScanner.Explained explain(List<ObjectNode> records) {
+            List<UnifiScanner.Event> events = new ArrayList<>();
+            for (ObjectNode r : records) events.add(UnifiScanner.Collector.v1Event("default", r, "event"));
+            events.sort(java.util.Comparator.comparing(UnifiScanner.Event::time));
+            return explainer.explain(new UnifiScanner.Collection(events, List.of(), List.of(), List.of(), Map.of(), Map.of(), 0, false));
+        }
+
+        UnifiScanner.Finding only(UnifiScanner.Explained e) {
+            assertEquals(1, e.findings().size(), e.findings().toString());
+            return e.findings().get(0);
+        }
+
+        @Test
+        void anApLostOnceIsMediumFiveTimesIsFlapping() {
+            List<ObjectNode> lost = new ArrayList<>();
+            for (int i = 0; i < 14; i++) lost.add(event("l" + i, t0.plus(Duration.ofMinutes(15L * i)), "EVT_AP_Lost_Contact").put("ap", "aa:00:00:00:00:11").put("ap_name", "Garage AP"));
+            var once = only(explain(lost.subList(0, 1)));
+            assertEquals(UnifiScanner.Severity.MEDIUM, once.severity());
+            assertTrue(once.title().startsWith("Garage AP dropped off the network (at "), once.title());
+            assertFalse(once.remediation().isEmpty());
+            var flapping = only(explain(lost));
+            assertEquals(UnifiScanner.Severity.SEVERE, flapping.severity());
+            assertEquals(14, flapping.count());
+            assertTrue(flapping.title().startsWith("Garage AP keeps dropping off the network — flapping (14 times, "), flapping.title());
+            assertEquals(t0, flapping.firstSeen().truncatedTo(ChronoUnit.MILLIS).equals(t0.truncatedTo(ChronoUnit.MILLIS)) ? t0 : flapping.firstSeen());
+            assertEquals(t0.plus(Duration.ofMinutes(195)).toEpochMilli(), flapping.lastSeen().toEpochMilli());
+        }
+
+        @Test
+        void differentDevicesAreDifferentFindings() {
+            var e = explain(List.of(event("a", t0, "EVT_AP_Lost_Contact").put("ap", "aa:00:00:00:00:11").put("ap_name", "Garage AP"),
+                    event("b", t0, "EVT_AP_Lost_Contact").put("ap", "aa:00:00:00:00:12").put("ap_name", "Hall AP")));
+            assertEquals(2, e.findings().size());
+        }
+
+        @Test
+        void aWanThatWentDownAndCameBackIsAnOutageWithItsDuration() {
+            var f = only(explain(List.of(
+                    event("d", t0, "EVT_GW_WANTransition").put("gw", "aa:00:00:00:00:01").put("iface", "eth8").put("state", "inactive"),
+                    event("u", t0.plus(Duration.ofMinutes(14)), "EVT_GW_WANTransition").put("gw", "aa:00:00:00:00:01").put("iface", "eth8").put("state", "active"))));
+            assertEquals(UnifiScanner.Category.INTERNET, f.category());
+            assertEquals(UnifiScanner.Severity.MEDIUM, f.severity());
+            assertTrue(f.title().startsWith("Internet connection (eth8) was down for 14 min ("), f.title());
+            var stillDown = only(explain(List.of(event("d", t0, "EVT_GW_WANTransition").put("gw", "aa:00:00:00:00:01").put("iface", "eth8").put("state", "inactive"))));
+            assertEquals(UnifiScanner.Severity.SEVERE, stillDown.severity());
+            assertTrue(stillDown.title().contains("has not come back"), stillDown.title());
+        }
+
+        @Test
+        void fiveFailedLoginsFromOneAddressAreABruteForceAttempt() {
+            List<ObjectNode> fails = new ArrayList<>();
+            for (int i = 0; i < 5; i++) fails.add(event("f" + i, t0.plusSeconds(i), "EVT_AD_LoginFailed").put("ip", "203.0.113.45").put("admin", "admin"));
+            fails.add(event("g", t0, "EVT_AD_LoginFailed").put("ip", "192.168.1.20").put("admin", "alex"));
+            var e = explain(fails);
+            assertEquals(2, e.findings().size());
+            var brute = e.findings().get(0);
+            assertEquals(UnifiScanner.Severity.SEVERE, brute.severity());
+            assertTrue(brute.title().startsWith("Likely brute-force attack on the admin login from 203.0.113.45 (5 times"), brute.title());
+            assertEquals(UnifiScanner.Severity.MEDIUM, e.findings().get(1).severity());
+        }
+
+        @Test
+        void securityAndSwitchingRulesUseTheControllersRealKeys() {
+            var e = explain(List.of(
+                    event("r", t0, "EVT_SW_DetectRogueDHCP").put("sw", "aa:00:00:00:00:21").put("ip", "192.168.1.250").put("port", 7),
+                    event("l", t0, "EVT_SW_LoopDetected").put("sw", "aa:00:00:00:00:21").put("sw_name", "Rack Switch"),
+                    event("p", t0, "EVT_SW_PoeOverload").put("sw", "aa:00:00:00:00:21").put("sw_name", "Rack Switch"),
+                    event("x", t0, "EVT_AP_RadarDetected").put("ap", "aa:00:00:00:00:11").put("ap_name", "Garage AP").put("radar_channel", "52")));
+            Map<String, UnifiScanner.Severity> bySeverity = new HashMap<>();
+            e.findings().forEach(f -> bySeverity.put(f.title().replaceAll(" \\(at .*", ""), f.severity()));
+            assertEquals(UnifiScanner.Severity.SEVERE, bySeverity.get("A rogue DHCP server (192.168.1.250) is handing out addresses"), bySeverity.toString());
+            assertEquals(UnifiScanner.Severity.SEVERE, bySeverity.get("A network loop was detected on Rack Switch"), bySeverity.toString());
+            assertEquals(UnifiScanner.Severity.MEDIUM, bySeverity.get("Rack Switch ran out of PoE power"), bySeverity.toString());
+            assertEquals(UnifiScanner.Severity.LOW, bySeverity.get("Garage AP heard radar and left channel 52"), bySeverity.toString());
+            for (var f : e.findings()) {
+                if (f.severity() != UnifiScanner.Severity.LOW) assertFalse(f.remediation().isEmpty(), f.title());
+            }
+        }
+
+        @Test
+        void everyRuleExplainsOnlyKeysFromTheReferenceNeverInventedOnes() {
+            for (String invented : List.of("EVT_IPS_Alert", "EVT_AP_DISCONNECTED", "EVT_WAN_FAILOVER"))
+                assertTrue(UnifiScanner.RULES.stream().noneMatch(r -> r.keys().matcher(invented).matches()), invented);
+            for (var r : UnifiScanner.RULES) {
+                assertFalse(r.title().isBlank());
+                assertTrue(r.explanation().length() > 30, r.title());
+                if (r.severity() != UnifiScanner.Severity.LOW) assertFalse(r.steps().isEmpty(), r.title());
+            }
+        }
+
+        @Test
+        void unknownKeysAreCountedNoiseIsActivity() {
+            var e = explain(List.of(event("a", t0, "EVT_AP_Adopted"), event("b", t0, "EVT_AP_Adopted"), event("c", t0, "EVT_XG_Whatever"),
+                    event("d", t0, "EVT_WU_Connected"), event("e", t0, "EVT_WU_Roam")));
+            assertTrue(e.findings().isEmpty());
+            assertEquals(Map.of("EVT_AP_Adopted", 2, "EVT_XG_Whatever", 1), e.unexplained());
+            assertEquals(Map.of("EVT_WU_Connected", 1, "EVT_WU_Roam", 1), e.activity());
+        }
+
+        @Test
+        void ipsGroupsBySignatureAllowedIsWorseThanBlocked() {
+            List<UnifiScanner.IpsAlert> alerts = List.of(
+                    new UnifiScanner.IpsAlert("default", t0, "1", 2003337, "ET MALWARE X", "A Network Trojan was Detected", "allowed", "192.168.1.57", "", "1.2.3.4", 80, "TCP", 1),
+                    new UnifiScanner.IpsAlert("default", t0.plusSeconds(1), "2", 2003337, "ET MALWARE X", "A Network Trojan was Detected", "allowed", "192.168.1.57", "", "1.2.3.4", 80, "TCP", 1),
+                    new UnifiScanner.IpsAlert("default", t0, "3", 2400022, "ET DROP Spamhaus", "Misc Attack", "blocked", "196.196.244.84", "SE", "192.168.1.2", 36881, "UDP", 2),
+                    new UnifiScanner.IpsAlert("default", t0, "4", 2850001, "ETPRO TROJAN Y", "Misc Attack", "blocked", "10.0.0.9", "", "8.8.8.8", 53, "UDP", 1));
+            var e = explainer.explain(new UnifiScanner.Collection(List.of(), alerts, List.of(), List.of(), Map.of(), Map.of(), 0, false));
+            assertEquals(3, e.findings().size());
+            var malware = e.findings().get(0);
+            assertEquals(UnifiScanner.Severity.SEVERE, malware.severity());
+            assertEquals(2, malware.count());
+            assertTrue(malware.title().contains("detected but NOT blocked"), malware.title());
+            assertTrue(malware.explanation().contains("may be infected with malware") && malware.explanation().contains("192.168.1.57 ×2"), malware.explanation());
+            var pro = e.findings().stream().filter(f -> f.title().contains("ETPRO")).findFirst().orElseThrow();
+            assertTrue(pro.title().contains("[Cybersecure]"), pro.title());
+            assertEquals(UnifiScanner.Severity.MEDIUM, pro.severity());
+            var spam = e.findings().stream().filter(f -> f.title().contains("Spamhaus")).findFirst().orElseThrow();
+            assertEquals(UnifiScanner.Severity.LOW, spam.severity());
+            assertTrue(spam.explanation().contains("196.196.244.84 (SE) ×1"), spam.explanation());
+        }
+
+        @Test
+        void deviceHealthUsesTheThresholdTable() throws Exception {
+            var hot = UnifiScanner.Collector.device("default", JSON.readTree(
+                    "{\"mac\":\"aa:00:00:00:00:21\",\"name\":\"Rack Switch\",\"type\":\"usw\",\"state\":1,\"general_temperature\":74,\"uptime\":8640000,"
+                            + "\"system-stats\":{\"cpu\":\"12\",\"mem\":\"98\"},\"upgradable\":true,\"version\":\"7.1.26\",\"upgrade_to_firmware\":\"7.2.1\"}"));
+            var off = UnifiScanner.Collector.device("default", JSON.readTree("{\"mac\":\"aa:00:00:00:00:22\",\"name\":\"Office Switch\",\"state\":0,\"adopted\":true}"));
+            var e = explainer.explain(new UnifiScanner.Collection(List.of(), List.of(), List.of(hot, off), List.of(), Map.of(), Map.of(), 0, false));
+            List<String> titles = e.findings().stream().map(f -> f.severity().word() + ": " + f.title()).toList();
+            assertTrue(titles.contains("severe: Office Switch is offline"), titles.toString());
+            assertTrue(titles.contains("medium: Rack Switch is running hot (74 °C)"), titles.toString());
+            assertTrue(titles.contains("medium: Rack Switch is short of memory (98 %)"), titles.toString());
+            assertTrue(titles.contains("low: Rack Switch: firmware update available (7.1.26 → 7.2.1)"), titles.toString());
+            assertFalse(titles.toString().contains("CPU"), "12% CPU is fine");
+            assertFalse(titles.toString().contains("running for"), "100 days of uptime is under the threshold");
+            assertEquals(2, e.deviceHealth().size());
+            assertFalse(e.deviceHealth().get(1).online());
+            var cooler = new UnifiScanner.Explainer(UnifiScanner.ConfigLoader.thresholds(new UnifiScanner.Raw("temperature=75/90", "test")), ZoneOffset.UTC)
+                    .explain(new UnifiScanner.Collection(List.of(), List.of(), List.of(hot), List.of(), Map.of(), Map.of(), 0, false));
+            assertTrue(cooler.findings().stream().noneMatch(f -> f.title().contains("running hot")), "thresholds are configurable");
+        }
+    }
+
+    @Nested
+    class Reporting extends WithDemo {
+        @Test
+        void jsonReportHasEveryDocumentedField() throws Exception {
+            start(UnifiScanner.DemoController.realisticDay(Instant.now()), false);
+            JsonNode r = json(scan("--format", "json"));
+            assertTrue(r.path("controller").path("url").asText().startsWith("http://127.0.0.1:"));
+            assertEquals("UniFi OS console (UDMPRO)", r.path("controller").path("kind").asText());
+            assertEquals("UDMPRO", r.path("controller").path("model").asText());
+            assertEquals("9.0.114", r.path("controller").path("version").asText());
+            assertEquals("default (Default)", r.path("site").asText());
+            Instant from = Instant.parse(r.path("period").path("from").asText()), to = Instant.parse(r.path("period").path("to").asText());
+            assertEquals(24, Duration.between(from, to).toHours(), "the first run looks back 24 hours");
+            JsonNode flapping = null;
+            for (JsonNode f : r.path("findings")) if (f.path("title").asText().startsWith("Garage AP keeps dropping off")) flapping = f;
+            assertNotNull(flapping, r.path("findings").toString());
+            assertEquals("severe", flapping.path("severity").asText());
+            assertEquals("connectivity", flapping.path("category").asText());
+            assertEquals(14, flapping.path("count").asInt());
+            assertEquals("Garage AP", flapping.path("device").asText());
+            assertEquals("EVT_AP_Lost_Contact", flapping.path("eventKeys").path(0).asText());
+            assertTrue(flapping.path("remediation").size() >= 2);
+            assertTrue(flapping.path("sampleMessages").path(0).asText().contains("was disconnected"));
+            assertTrue(Instant.parse(flapping.path("firstSeen").asText()).isBefore(Instant.parse(flapping.path("lastSeen").asText())));
+            assertEquals(5, r.path("deviceHealth").size());
+            assertEquals("EVT_AP_Adopted", r.path("unexplained").path(0).path("key").asText());
+            assertEquals(1, r.path("unexplained").path(0).path("count").asInt());
+            for (String s : List.of("events", "alarms", "ips", "devices")) assertEquals("ok", r.path("sources").path(s).asText(), s);
+            assertTrue(r.path("stats").path("eventsRead").asInt() > 250);
+            assertEquals(0, r.path("stats").path("malformed").asInt());
+            assertTrue(r.path("stats").path("requests").asInt() >= 8);
+        }
+
+        @Test
+        void textReportListsSevereThenMediumThenLowWithStepsDevicesAndTheUnexplainedTail() {
+            start(UnifiScanner.DemoController.realisticDay(Instant.now()), false);
+            Run r = scan();
+            assertEquals(0, r.code(), r.err());
+            String out = r.out();
+            int severe = out.indexOf("\nSEVERE\n"), medium = out.indexOf("\nMEDIUM\n"), low = out.indexOf("\nLOW\n");
+            assertTrue(severe > 0 && medium > severe && low > medium, out);
+            assertTrue(out.contains("What to do:\n       1. "), out);
+            assertTrue(out.contains("Device health") && out.contains("Office Switch") && out.contains("OFFLINE"), out);
+            assertTrue(out.contains("1 event of 1 kind we don't explain yet: EVT_AP_Adopted (1)"), out);
+            assertFalse(out.contains("\u001b["), "no colour when stdout is not a terminal");
+            assertTrue(r.err().startsWith(UnifiScanner.NAME + " " + UnifiScanner.VERSION), "the banner goes to stderr in scan mode: " + r.err());
+        }
+
+        @Test
+        void htmlIsOneSelfContainedPageWithEscapedText() {
+            ObjectNode hostile = event("h", Instant.now().minusSeconds(600), "EVT_SW_LoopDetected").put("sw", "aa:00:00:00:00:21")
+                    .put("sw_name", "<b>Rack</b>").put("msg", "<script>alert('x')</script> & more");
+            start(dataset(List.of(hostile)), false);
+            Run r = scan("--format", "html");
+            assertEquals(0, r.code(), r.err());
+            String html = r.out();
+            assertTrue(html.startsWith("<!DOCTYPE html>") && html.contains("<style>"), html);
+            assertFalse(html.contains("<script>"), "no script tag survives");
+            assertTrue(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; more"), html);
+            assertTrue(html.contains("A network loop was detected on &lt;b&gt;Rack&lt;/b&gt;"), html);
+            assertFalse(html.contains("src=\"http") || html.contains("href=\"http") || html.contains("<link"), "no external assets");
+        }
+
+        @Test
+        void failOnExits4WhenAFindingIsAtOrAboveTheSeverity() {
+            start(dataset(List.of(event("p", Instant.now().minusSeconds(60), "EVT_SW_PoeOverload").put("sw", "aa:00:00:00:00:21"))), false);
+            assertEquals(0, scan("--fail-on", "severe").code(), "a medium finding does not fail --fail-on severe");
+            demo.close();
+            start(dataset(List.of(event("p", Instant.now().minusSeconds(60), "EVT_SW_PoeOverload").put("sw", "aa:00:00:00:00:21"))), false);
+            env.put("UNIFI_STATE_FILE", dir.resolve("other/state.json").toString());
+            Run r = scan("--fail-on", "medium");
+            assertEquals(4, r.code(), r.err());
+            assertTrue(r.out().contains("ran out of PoE power"));
+            Run bad = scan("--fail-on", "critical");
+            assertEquals(1, bad.code());
+            assertTrue(bad.err().contains("--fail-on must be severe, medium or low"), bad.err());
+        }
+    }
+
+    @Nested
+    class Remembering extends WithDemo {
+        @Test
+        void aSecondRunReportsNothingAndPrintsNothing() {
+            start(UnifiScanner.DemoController.realisticDay(Instant.now()), false);
+            Run first = scan();
+            assertEquals(0, first.code(), first.err());
+            assertTrue(first.out().contains("SEVERE"));
+            Run second = scan();
+            assertEquals(0, second.code(), second.err());
+            assertEquals("", second.out(), "quiet when nothing is new");
+            assertEquals("", second.err(), "nothing on stderr either: cron mails only when there is news");
+            Run always = scan("--always");
+            assertTrue(always.out().contains("Summary: 2 severe"), "--always shows what is still wrong now:\n" + always.out());
+            assertFalse(always.out().contains("flapping"), "but no event twice");
+        }
+
+        @Test
+        void alwaysPrintsAnAllQuietReport() {
+            start(dataset(List.of()), false);
+            Run r = scan("--always");
+            assertEquals(0, r.code(), r.err());
+            assertTrue(r.out().contains("Summary: all quiet — nothing that needs you"), r.out());
+            assertEquals("", scan().out());
+        }
+
+        @Test
+        void eventsSharingAMillisecondAreNeitherLostNorRepeated() throws Exception {
+            Instant t = Instant.now().minusSeconds(300).truncatedTo(ChronoUnit.MILLIS);
+            List<JsonNode> events = new ArrayList<>(List.of(
+                    event("a", t, "EVT_SW_LoopDetected").put("sw", "aa:00:00:00:00:01").put("sw_name", "Switch A"),
+                    event("b", t, "EVT_SW_LoopDetected").put("sw", "aa:00:00:00:00:02").put("sw_name", "Switch B")));
+            var data = new UnifiScanner.DemoController.Dataset(events, List.of(), List.of(), List.of(), List.of());
+            start(data, false);
+            Run first = scan("--format", "json");
+            assertEquals(2, JSON.readTree(first.out()).path("findings").size(), first.out());
+            // a third event lands in the same millisecond after the first run read the log
+            events.add(0, event("c", t, "EVT_SW_LoopDetected").put("sw", "aa:00:00:00:00:03").put("sw_name", "Switch C"));
+            Run second = scan("--format", "json");
+            JsonNode findings = JSON.readTree(second.out()).path("findings");
+            assertEquals(1, findings.size(), second.out());
+            assertTrue(findings.path(0).path("title").asText().contains("Switch C"));
+            assertEquals("", scan().out(), "and nothing the third time");
+            JsonNode state = JSON.readTree(Files.readString(dir.resolve("state/state.json")));
+            JsonNode cursor = state.path("cursors").elements().next();
+            assertEquals(t.toString(), cursor.path("time").asText());
+            assertEquals(3, cursor.path("idsAtTime").size());
+            assertEquals("rw-------", PosixFilePermissions.toString(Files.getPosixFilePermissions(dir.resolve("state/state.json"))));
+        }
+
+        @Test
+        void aCorruptStateIsSetAsideWithAWarningAndTheRunStartsAfresh() throws Exception {
+            start(dataset(List.of(event("a", Instant.now().minusSeconds(60), "EVT_SW_LoopDetected").put("sw", "aa:00:00:00:00:01"))), false);
+            Files.createDirectories(dir.resolve("state"));
+            Files.writeString(dir.resolve("state/state.json"), "{\"cursors\": {broken");
+            Run r = scan();
+            assertEquals(0, r.code(), r.err());
+            assertTrue(r.err().contains("WARN") && r.err().contains("was unreadable; moved it to"), r.err());
+            assertTrue(r.out().contains("network loop"));
+            try (var files = Files.list(dir.resolve("state"))) {
+                assertTrue(files.anyMatch(p -> p.getFileName().toString().startsWith("state.json.corrupt-")));
+            }
+            assertEquals("", scan().out(), "the new state works");
+        }
+
+        @Test
+        void whenTheReportCannotBeWrittenTheStateDoesNotAdvance() throws Exception {
+            start(dataset(List.of(event("a", Instant.now().minusSeconds(60), "EVT_SW_LoopDetected").put("sw", "aa:00:00:00:00:01"))), false);
+            ByteArrayOutputStream err = new ByteArrayOutputStream();
+            PrintStream broken = new PrintStream(new java.io.OutputStream() {
+                @Override public void write(int b) throws IOException { throw new IOException("disk full"); }
+            }, true);
+            int code = UnifiScanner.Cli.run(new String[0], env, broken, new PrintStream(err, true), null);
+            assertEquals(2, code, err.toString());
+            assertTrue(err.toString().contains("could not write the report"), err.toString());
+            Run retry = scan();
+            assertEquals(0, retry.code());
+            assertTrue(retry.out().contains("network loop"), "the same findings come again: nothing lost");
+        }
+
+        @Test
+        void aSecondConcurrentRunStopsAtOnce() throws Exception {
+            start(dataset(List.of()), false);
+            Path state = dir.resolve("state/state.json");
+            try (var held = UnifiScanner.StateStore.open(state, new UnifiScanner.Log(new PrintStream(new ByteArrayOutputStream())))) {
+                Run r = scan();
+                assertEquals(5, r.code());
+                assertTrue(r.err().contains("another unifi-scanner run is still in progress"), r.err());
+                assertTrue(demo.requestLog.isEmpty(), "no traffic at all");
+            }
+            assertEquals(0, scan().code(), "the lock is released with its holder");
+        }
+
+        @Test
+        void theSessionIsReusedUntilTheControllerRejectsIt() throws Exception {
+            start(UnifiScanner.DemoController.realisticDay(Instant.now()), false);
+            assertEquals(0, scan().code());
+            assertEquals(0, scan().code());
+            assertEquals(0, scan().code());
+            assertEquals(1, demo.logins(), "three runs, one login");
+            assertTrue(requests("/api/auth/logout").isEmpty(), "the kept session is not logged out");
+            Path session = dir.resolve("state/session.json");
+            assertEquals("rw-------", PosixFilePermissions.toString(Files.getPosixFilePermissions(session)));
+            assertFalse(Files.readString(session).contains("demo-password"), "never the password");
+            demo.expireSessions();
+            Run afterExpiry = scan("--always");
+            assertEquals(0, afterExpiry.code(), afterExpiry.err());
+            assertEquals(2, demo.logins(), "a rejected session falls back to one login");
+            Run noCache = scan("--no-session-cache");
+            assertEquals(0, noCache.code());
+            assertEquals(3, demo.logins());
+            assertEquals(1, requests("/api/auth/logout").size(), "without the cache the run logs out");
+        }
+
+        @Test
+        void theFirstRunLooksBackTheConfiguredHours() throws Exception {
+            start(dataset(List.of(event("old", Instant.now().minus(Duration.ofHours(30)), "EVT_SW_LoopDetected").put("sw", "aa:00:00:00:00:01"))), false);
+            assertEquals(0, JSON.readTree(scan("--format", "json", "--always").out()).path("findings").size(), "30 h ago is outside the default 24 h");
+            env.put("UNIFI_STATE_FILE", dir.resolve("fresh/state.json").toString());
+            env.put("UNIFI_INITIAL_LOOKBACK_HOURS", "48");
+            assertEquals(1, JSON.readTree(scan("--format", "json").out()).path("findings").size());
+        }
+    }
+
+    @Nested
+    class Demo {
+        @Test
+        void demoScansTheEmulatedControllerEndToEndAndTouchesNoUserState() throws Exception {
+            Path home = Files.createTempDirectory("unifi-scanner-home");
+            try {
+                Run r = cli(Map.of("XDG_STATE_HOME", home.toString(), "HOME", home.toString()), "--demo");
+                assertEquals(0, r.code(), r.err());
+                for (String expected : List.of("Garage AP keeps dropping off the network — flapping (14 times",
+                        "Internet connection (eth8) was down for 14 min", "A rogue DHCP server (192.168.1.250) is handing out addresses",
+                        "Intrusion prevention: ET MALWARE Suspicious User Agent (Autoupdate) — detected but NOT blocked",
+                        "Likely brute-force attack on the admin login from 203.0.113.45", "Rack Switch is running hot (83 °C)",
+                        "Office Switch is offline", "Everyday activity (normal, not a problem):"))
+                    assertTrue(r.out().contains(expected), expected + " in:\n" + r.out());
+                try (var files = Files.list(home)) {
+                    assertEquals(0, files.count(), "the demo keeps its state to itself");
+                }
+            } finally {
+                UnifiScanner.deleteTree(home);
+            }
         }
     }
 
