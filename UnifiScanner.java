@@ -1,5 +1,6 @@
 ///usr/bin/env jbang "$0" "$@" ; exit $?
 //JAVA 17+
+//JAVA_OPTIONS -XX:+UseSerialGC -Xms16m
 //DEPS info.picocli:picocli:4.7.7
 //DEPS dev.failsafe:failsafe:3.3.2
 //DEPS com.fasterxml.jackson.core:jackson-databind:2.20.1
@@ -1120,6 +1121,7 @@ public class UnifiScanner {
                 throw new java.io.InterruptedIOException("interrupted");
             } catch (ExecutionException e) {
                 if (e.getCause() instanceof IOException io) throw io;
+                if (e.getCause() instanceof Error error) throw error; // out of memory and the like: never retried
                 throw new IOException(String.valueOf(e.getCause()), e.getCause());
             }
             synchronized (this) { bytesRead += r.body().length; }
@@ -1209,15 +1211,13 @@ public class UnifiScanner {
     // Collect: everything new since the cursor, from every source the controller has, in one event type
     // =====================================================================================
 
-    /** One thing that happened, whichever API it came from. {@code raw} keeps the controller's record. */
+    /**
+     * One thing that happened, whichever API it came from. {@code fields} keeps the record's other scalar fields
+     * (v2 parameters flattened: {"IP":{"name":"x"}} → ip=x) for rules to read.
+     */
     record Event(String site, Instant time, String key, String origin, String severityHint, String subsystem,
-                 String deviceMac, String deviceName, String client, String message, String id, JsonNode raw) {
-        /** A field of the raw record, or of v2 parameters ({"IP": {"name": ...}}), as text; "" when absent. */
-        String field(String name) {
-            JsonNode v = raw.path(name);
-            if (v.isMissingNode() || v.isNull()) v = raw.path("parameters").path(name.toUpperCase(Locale.ROOT)).path("name");
-            return v.isValueNode() ? v.asText() : "";
-        }
+                 String deviceMac, String deviceName, String client, String message, String id, Map<String, String> fields) {
+        String field(String name) { return fields.getOrDefault(name, ""); }
     }
 
     /** One IPS/IDS alert (flat inner_alert_* fields). */
@@ -1237,8 +1237,9 @@ public class UnifiScanner {
 
     record Subsystem(String site, String name, String status) {}
 
+    /** What one site gave: events and alerts (when collected as a batch), snapshots, and how each source fared. */
     record Collection(List<Event> events, List<IpsAlert> ips, List<Device> devices, List<Subsystem> health,
-                      Map<String, String> sources, Map<String, String> notes, int malformed, boolean usedSystemLog) {}
+                      Map<String, String> sources, Map<String, String> notes, int malformed, int recordsRead) {}
 
     static final class Collector {
         static final int V1_PAGE = 3000, V2_PAGE = 1000, IPS_LIMIT = 10_000;
@@ -1257,31 +1258,53 @@ public class UnifiScanner {
             this.log = log;
         }
 
-        /** Reads one site: events since {@code from} (inclusive), alarms, IPS, devices, subsystem health. */
-        Collection collect(String site, Instant from, Instant to) {
+        /** Where collected events go, one at a time: a scan never holds all of them. */
+        interface Sink {
+            void event(Event e);
+
+            void ips(IpsAlert a);
+        }
+
+        /**
+         * Reads one site: alarms, IPS alerts and events since {@code from} (inclusive) stream into the sink; devices
+         * and subsystem health (snapshots) come back with the per-source outcome.
+         */
+        Collection collect(String site, Instant from, Instant to, Sink sink) {
             malformed = 0;
+            read = 0;
             Map<String, String> sources = new LinkedHashMap<>(), notes = new LinkedHashMap<>();
-            List<Event> events = new ArrayList<>();
-            List<IpsAlert> ips = new ArrayList<>();
             List<Device> devices = new ArrayList<>();
             List<Subsystem> health = new ArrayList<>();
-            events.addAll(events(site, from, to)); // the core source: its failure fails the run
+            List<Event> alarms = new ArrayList<>();
+            Set<String> ipsIds = new java.util.HashSet<>();
+            source("alarms", "Alarms", sources, notes, () -> alarms.addAll(alarms(site, from)));
+            source("ips", "IPS events", sources, notes, () -> ips(site, from, to, a -> {
+                ipsIds.add(a.id());
+                sink.ips(a);
+            }));
+            // Alarms repeat events the event log has (same key, time, device): an alarm is kept only if no event matched it.
+            Map<String, Event> pendingAlarms = new LinkedHashMap<>();
+            alarms.forEach(a -> pendingAlarms.put(alarmKey(a), a));
+            events(site, from, to, new Sink() { // the core source: its failure fails the run
+                @Override public void event(Event e) {
+                    if (!pendingAlarms.isEmpty()) pendingAlarms.remove(alarmKey(e));
+                    sink.event(e);
+                }
+
+                @Override public void ips(IpsAlert a) { // IPS alerts also arrive as EVT_IPS_IpsAlert events: keep one of each
+                    if (ipsIds.add(a.id())) sink.ips(a);
+                }
+            });
             sources.put("events", "ok");
-            source("alarms", "Alarms", sources, notes, () -> events.addAll(dedupe(alarms(site, from), events)));
-            source("ips", "IPS events", sources, notes, () -> ips.addAll(ips(site, from, to)));
+            pendingAlarms.values().forEach(sink::event);
             source("devices", "Devices", sources, notes, () -> devices.addAll(devices(site)));
             source("health", "Subsystem health", sources, notes, () -> health.addAll(health(site)));
-            // IPS alerts also arrive as EVT_IPS_IpsAlert events: keep one of each
-            Set<String> ipsIds = new java.util.HashSet<>();
-            ips.forEach(a -> ipsIds.add(a.id()));
-            for (Event e : events) {
-                if (e.raw().has("inner_alert_signature") && ipsIds.add(e.id())) ips.add(ipsAlert(site, e.raw()));
-            }
-            events.removeIf(e -> e.raw().has("inner_alert_signature"));
-            events.sort(java.util.Comparator.comparing(Event::time));
-            ips.sort(java.util.Comparator.comparing(IpsAlert::time));
-            return new Collection(events, ips, devices, health, sources, notes, malformed, Boolean.TRUE.equals(systemLog));
+            return new Collection(List.of(), List.of(), devices, health, sources, notes, malformed, read);
         }
+
+        private int read;
+
+        private static String alarmKey(Event e) { return e.key() + "|" + e.time().toEpochMilli() + "|" + e.deviceMac(); }
 
         private void source(String key, String label, Map<String, String> sources, Map<String, String> notes, Runnable read) {
             try {
@@ -1303,43 +1326,47 @@ public class UnifiScanner {
 
         // ---- events: v1 stat/event (≤ 9.x), else the v2 system log (10.x) -------------------
 
-        List<Event> events(String site, Instant from, Instant to) {
+        void events(String site, Instant from, Instant to, Sink sink) {
             if (!Boolean.TRUE.equals(systemLog)) {
                 try {
-                    List<Event> v1 = v1Events(site, from, to);
+                    v1Events(site, from, to, sink);
                     systemLog = false;
-                    return v1;
+                    return;
                 } catch (ApiException e) {
                     if (!e.endpointMissing() || Boolean.FALSE.equals(systemLog)) throw e;
                     log.debug("stat/event is not available (" + e.status + "): reading the v2 system log instead");
                     systemLog = true;
                 }
             }
-            return systemLogEvents(site, from, to);
+            systemLogEvents(site, from, to, sink);
         }
 
         /** Newest first, page by page, until the page reaches back past the cursor or the controller's total. */
-        List<Event> v1Events(String site, Instant from, Instant to) {
+        void v1Events(String site, Instant from, Instant to, Sink sink) {
             long hours = Math.max(1, (long) Math.ceil(Duration.between(from, to).toMinutes() / 60.0) + 1);
-            List<Event> out = new ArrayList<>();
             for (int start = 0; ; start += V1_PAGE) {
                 ObjectNode body = JSON.createObjectNode().put("_sort", "-time").put("within", hours).put("_start", start).put("_limit", V1_PAGE);
                 JsonNode answer = client.post("/api/s/" + site + "/stat/event", body);
                 JsonNode data = UnifiClient.data(answer);
                 boolean reachedCursor = false;
                 for (JsonNode r : data) {
+                    if (r.has("inner_alert_signature")) {
+                        IpsAlert a = normalize(() -> ipsAlert(site, r));
+                        if (a != null && a.time().isBefore(from)) reachedCursor = true;
+                        else if (a != null) sink.ips(a);
+                        continue;
+                    }
                     Event e = normalize(() -> v1Event(site, r, "event"));
                     if (e == null) continue;
                     if (e.time().isBefore(from)) reachedCursor = true;
-                    else out.add(e);
+                    else sink.event(e);
                 }
                 long total = answer.path("meta").path("count").asLong(-1);
-                if (data.size() < V1_PAGE || reachedCursor || (total >= 0 && start + data.size() >= total)) return out;
+                if (data.size() < V1_PAGE || reachedCursor || (total >= 0 && start + data.size() >= total)) return;
             }
         }
 
-        List<Event> systemLogEvents(String site, Instant from, Instant to) {
-            List<Event> out = new ArrayList<>();
+        void systemLogEvents(String site, Instant from, Instant to, Sink sink) {
             for (int page = 0; ; page++) {
                 ObjectNode body = JSON.createObjectNode().put("timestampFrom", from.toEpochMilli()).put("timestampTo", to.toEpochMilli())
                         .put("pageNumber", page).put("pageSize", V2_PAGE);
@@ -1350,10 +1377,10 @@ public class UnifiScanner {
                 if (!data.isArray()) throw new ConnectionException("the system log answer has no data list: " + abbreviate(answer.toString()));
                 for (JsonNode r : data) {
                     Event e = normalize(() -> v2Event(site, r));
-                    if (e != null && !e.time().isBefore(from)) out.add(e);
+                    if (e != null && !e.time().isBefore(from)) sink.event(e);
                 }
                 int pages = answer.path("total_page_count").asInt(0);
-                if (page + 1 >= pages || data.isEmpty()) return out;
+                if (page + 1 >= pages || data.isEmpty()) return;
             }
         }
 
@@ -1366,25 +1393,12 @@ public class UnifiScanner {
             return out;
         }
 
-        /** Alarms repeat events the event log already has (same key, time and device): keep the event. */
-        static List<Event> dedupe(List<Event> alarms, List<Event> events) {
-            Set<String> seen = new java.util.HashSet<>();
-            for (Event e : events) seen.add(e.key() + "|" + e.time().toEpochMilli() + "|" + e.deviceMac());
-            return alarms.stream().filter(a -> !seen.contains(a.key() + "|" + a.time().toEpochMilli() + "|" + a.deviceMac())).toList();
-        }
-
-        List<IpsAlert> ips(String site, Instant from, Instant to) {
+        void ips(String site, Instant from, Instant to, Consumer<IpsAlert> sink) {
             ObjectNode body = JSON.createObjectNode().put("start", from.toEpochMilli()).put("end", to.toEpochMilli()).put("_limit", IPS_LIMIT);
-            List<IpsAlert> out = new ArrayList<>();
             for (JsonNode r : UnifiClient.data(client.post("/api/s/" + site + "/stat/ips/event", body))) {
-                try {
-                    IpsAlert a = ipsAlert(site, r);
-                    if (!a.time().isBefore(from)) out.add(a);
-                } catch (RuntimeException e) {
-                    malformed++;
-                }
+                IpsAlert a = normalize(() -> ipsAlert(site, r));
+                if (a != null && !a.time().isBefore(from)) sink.accept(a);
             }
-            return out;
         }
 
         List<Device> devices(String site) {
@@ -1406,7 +1420,9 @@ public class UnifiScanner {
             return out;
         }
 
-        private Event normalize(java.util.function.Supplier<Event> parse) {
+        /** Parses one record; a record that cannot be read is counted and skipped, never fatal. */
+        private <T> T normalize(java.util.function.Supplier<T> parse) {
+            read++;
             try {
                 return parse.get();
             } catch (RuntimeException e) {
@@ -1430,8 +1446,24 @@ public class UnifiScanner {
             }
             String client = firstText(r, "hostname", "user", "guest");
             return new Event(site, time(r), key, origin, null, r.path("subsystem").asText(null), mac, name, client,
-                    r.path("msg").asText(""), r.path("_id").asText(""), r);
+                    r.path("msg").asText(""), r.path("_id").asText(""), fields(r));
         }
+
+        /** The record's scalar fields but the ones every event has; v2 parameters flattened to their names. */
+        static Map<String, String> fields(JsonNode r) {
+            Map<String, String> out = new java.util.HashMap<>();
+            r.fields().forEachRemaining(f -> {
+                if (f.getValue().isValueNode() && !SKIPPED_FIELDS.contains(f.getKey())) out.put(f.getKey(), f.getValue().asText());
+            });
+            r.path("parameters").fields().forEachRemaining(p -> {
+                String v = p.getValue().isObject() ? firstText(p.getValue(), "name", "hostname", "id") : p.getValue().isValueNode() ? p.getValue().asText() : null;
+                if (v != null) out.putIfAbsent(p.getKey().toLowerCase(Locale.ROOT), v);
+            });
+            return Map.copyOf(out);
+        }
+
+        static final Set<String> SKIPPED_FIELDS = Set.of("_id", "id", "key", "time", "timestamp", "datetime", "msg", "message", "message_raw",
+                "site_id", "subsystem", "is_negative");
 
         static Event v2Event(String site, JsonNode r) {
             String key = firstText(r, "key", "event");
@@ -1440,9 +1472,11 @@ public class UnifiScanner {
             JsonNode dev = params.path("DEVICE");
             String client = params.path("CLIENT").isObject() ? firstText(params.path("CLIENT"), "name", "hostname", "id") : null;
             String message = fill(r.path("message_raw").asText(r.path("message").asText("")), params);
+            Map<String, String> fields = new java.util.HashMap<>(fields(r));
+            if (r.path("title_raw").isTextual()) fields.put("title", fill(r.path("title_raw").asText(), params));
             return new Event(site, time(r), key, "system-log", r.path("severity").asText(null), r.path("category").asText(null),
                     dev.isObject() ? firstText(dev, "mac", "id") : null, dev.isObject() ? dev.path("name").asText(null) : null,
-                    client, message, r.path("id").asText(r.path("_id").asText("")), r);
+                    client, message, r.path("id").asText(r.path("_id").asText("")), Map.copyOf(fields));
         }
 
         /** "{DEVICE} lost contact" with parameters {"DEVICE":{"name":"Garage AP"}} → "Garage AP lost contact". */
@@ -1699,43 +1733,127 @@ public class UnifiScanner {
             this.zone = zone;
         }
 
+        /** Explains a batch: the events and alerts of {@code c}, then its snapshots. */
         Explained explain(Collection c) {
-            List<Finding> findings = new ArrayList<>();
-            Map<String, Integer> unexplained = new java.util.TreeMap<>(), activity = new java.util.TreeMap<>();
-            Map<String, Device> byMac = new java.util.HashMap<>();
-            c.devices().forEach(d -> byMac.put(d.mac().toLowerCase(Locale.ROOT), d));
+            Accumulator acc = new Accumulator();
+            c.events().forEach(acc::event);
+            c.ips().forEach(acc::ips);
+            return acc.finish(c.devices(), c.health());
+        }
 
-            Map<String, List<Event>> groups = new LinkedHashMap<>();
-            Map<String, Rule> groupRule = new java.util.HashMap<>();
-            List<Event> wan = new ArrayList<>();
-            for (Event e : c.events()) {
-                if (e.key().equals("EVT_GW_WANTransition")) { wan.add(e); continue; }
-                if (NOISE.matcher(e.key()).matches()) { activity.merge(e.key(), 1, Integer::sum); continue; }
+        /**
+         * Folds events into findings as they stream in: memory grows with the number of distinct findings, not with
+         * the number of events (a group keeps its count, first and last time, one event to name it, three samples).
+         */
+        final class Accumulator implements Collector.Sink {
+            private final Map<String, Group> groups = new LinkedHashMap<>();
+            private final Map<String, IpsGroup> ipsGroups = new LinkedHashMap<>();
+            private final List<Event> wan = new ArrayList<>();
+            private final Map<String, Integer> unexplained = new java.util.TreeMap<>(), activity = new java.util.TreeMap<>();
+            private final Map<String, Rule> fallbackRules = new java.util.HashMap<>();
+
+            @Override
+            public void event(Event e) {
+                if (e.key().equals("EVT_GW_WANTransition")) { wan.add(e); return; }
+                if (NOISE.matcher(e.key()).matches()) { activity.merge(e.key(), 1, Integer::sum); return; }
                 Rule rule = RULES.stream().filter(r -> r.keys().matcher(e.key()).matches()).findFirst().orElse(null);
                 if (rule == null && e.origin().equals("system-log")) rule = systemLogFallback(e);
-                if (rule == null) { unexplained.merge(e.key(), 1, Integer::sum); continue; }
-                String group = e.site() + "|" + rule.keys().pattern() + "|" + e.key() + "|" + groupValue(rule, e);
-                groups.computeIfAbsent(group, k -> new ArrayList<>()).add(e);
-                groupRule.put(group, rule);
+                if (rule == null) { unexplained.merge(e.key(), 1, Integer::sum); return; }
+                Rule r = rule;
+                groups.computeIfAbsent(e.site() + "|" + r.keys().pattern() + "|" + e.key() + "|" + groupValue(r, e), k -> new Group(r)).add(e);
             }
-            groups.forEach((g, events) -> findings.add(finding(groupRule.get(g), events, byMac)));
-            findings.addAll(wanOutages(wan, byMac, c.events().isEmpty() ? Instant.now() : c.events().get(c.events().size() - 1).time()));
-            findings.addAll(ips(c.ips()));
-            List<DeviceRow> rows = new ArrayList<>();
-            for (Device d : c.devices()) rows.add(deviceHealth(d, findings));
-            for (Subsystem s : c.health()) {
-                if (s.status().equals("ok") || s.status().equals("unknown")) continue;
-                findings.add(new Finding(s.site(), s.name().equals("wan") || s.name().equals("www") ? Severity.MEDIUM : Severity.LOW,
-                        s.name().equals("wan") || s.name().equals("www") ? Category.INTERNET : Category.CONNECTIVITY,
-                        "The controller rates " + subsystemWords(s.name()) + " as '" + s.status() + "' right now",
-                        "This is the controller's own health summary for that part of the network; the findings above usually say why.",
-                        s.name().equals("wan") || s.name().equals("www") ? List.of("Open the controller's dashboard to see which device or link is affected.") : List.of(),
-                        1, null, null, null, null,
-                        List.of(), List.of(), "health:" + s.site() + ":" + s.name() + ":" + s.status()));
+
+            @Override
+            public void ips(IpsAlert a) {
+                ipsGroups.computeIfAbsent(a.site() + "|" + a.sid() + "|" + a.signature(), k -> new IpsGroup()).add(a);
             }
-            findings.sort(java.util.Comparator.comparing(Finding::severity).thenComparing(Finding::category)
-                    .thenComparing(f -> f.firstSeen() == null ? Instant.MAX : f.firstSeen()));
-            return new Explained(findings, rows, unexplained, activity);
+
+            Explained finish(List<Device> devices, List<Subsystem> health) {
+                List<Finding> findings = new ArrayList<>();
+                Map<String, Device> byMac = new java.util.HashMap<>();
+                devices.forEach(d -> byMac.put(d.mac().toLowerCase(Locale.ROOT), d));
+                groups.values().forEach(g -> findings.add(finding(g, byMac)));
+                wan.sort(java.util.Comparator.comparing(Event::time));
+                findings.addAll(wanOutages(wan, byMac));
+                ipsGroups.values().forEach(g -> findings.add(ipsFinding(g)));
+                List<DeviceRow> rows = new ArrayList<>();
+                for (Device d : devices) rows.add(deviceHealth(d, findings));
+                for (Subsystem s : health) {
+                    if (s.status().equals("ok") || s.status().equals("unknown")) continue;
+                    boolean internet = s.name().equals("wan") || s.name().equals("www");
+                    findings.add(new Finding(s.site(), internet ? Severity.MEDIUM : Severity.LOW, internet ? Category.INTERNET : Category.CONNECTIVITY,
+                            "The controller rates " + subsystemWords(s.name()) + " as '" + s.status() + "' right now",
+                            "This is the controller's own health summary for that part of the network; the findings above usually say why.",
+                            internet ? List.of("Open the controller's dashboard to see which device or link is affected.") : List.of(),
+                            1, null, null, null, null, List.of(), List.of(), "health:" + s.site() + ":" + s.name() + ":" + s.status()));
+                }
+                findings.sort(java.util.Comparator.comparing(Finding::severity).thenComparing(Finding::category)
+                        .thenComparing(f -> f.firstSeen() == null ? Instant.MAX : f.firstSeen()));
+                return new Explained(findings, rows, unexplained, activity);
+            }
+
+            /** v2 entries with no rule for their key: the controller's own severity and title, when it rates them above low. */
+            private Rule systemLogFallback(Event e) {
+                Severity s = switch (String.valueOf(e.severityHint())) {
+                    case "VERY_HIGH", "HIGH" -> Severity.SEVERE;
+                    case "MEDIUM" -> Severity.MEDIUM;
+                    default -> null;
+                };
+                if (s == null) return null;
+                return fallbackRules.computeIfAbsent(e.key() + "|" + s, k -> {
+                    Category c = switch (String.valueOf(e.subsystem())) {
+                        case "SECURITY", "AUDIT" -> Category.SECURITY;
+                        case "INTERNET_AND_WAN", "VPN" -> Category.INTERNET;
+                        case "POWER" -> Category.POWER;
+                        case "SOFTWARE_UPDATES" -> Category.FIRMWARE;
+                        case "CLIENT_DEVICES" -> Category.WIRELESS;
+                        case "UNIFI_DEVICES", "UNIFI_ETHERNET_PORTS" -> Category.CONNECTIVITY;
+                        default -> Category.SYSTEM;
+                    };
+                    String title = e.field("title");
+                    return Rule.of(Pattern.quote(e.key()), c, s, "device", title.isBlank() ? e.key() : title.replace("{", "(").replace("}", ")"),
+                            "The controller rates this " + e.severityHint().toLowerCase(Locale.ROOT).replace('_', ' ') + " in its system log; see the sample message for its own words.",
+                            "Open the controller's system log for details.");
+                });
+            }
+        }
+
+        /** The events of one finding-to-be. */
+        static final class Group {
+            final Rule rule;
+            Event first;
+            Instant last;
+            int count;
+            final List<String> samples = new ArrayList<>(3);
+            final Set<String> keys = new LinkedHashSet<>();
+
+            Group(Rule rule) { this.rule = rule; }
+
+            void add(Event e) {
+                count++;
+                if (first == null || e.time().isBefore(first.time())) first = e;
+                if (last == null || e.time().isAfter(last)) last = e.time();
+                if (samples.size() < 3 && !e.message().isBlank() && !samples.contains(e.message())) samples.add(e.message());
+                keys.add(e.key());
+            }
+        }
+
+        static final class IpsGroup {
+            IpsAlert first;
+            Instant last;
+            int count, allowed, worst = 9;
+            final Map<String, Long> sources = new java.util.HashMap<>();
+            final Map<String, String> countries = new java.util.HashMap<>();
+
+            void add(IpsAlert a) {
+                count++;
+                if (first == null || a.time().isBefore(first.time())) first = a;
+                if (last == null || a.time().isAfter(last)) last = a.time();
+                if (!a.blocked()) allowed++;
+                worst = Math.min(worst, a.severity());
+                sources.merge(a.srcIp(), 1L, Long::sum);
+                if (!a.srcCountry().isBlank()) countries.put(a.srcIp(), a.srcCountry());
+            }
         }
 
         private static String groupValue(Rule rule, Event e) {
@@ -1747,40 +1865,14 @@ public class UnifiScanner {
             };
         }
 
-        /** v2 entries with no rule for their key: the controller's own severity and title, when it rates them above low. */
-        private static Rule systemLogFallback(Event e) {
-            String sev = String.valueOf(e.severityHint());
-            Severity s = switch (sev) {
-                case "VERY_HIGH", "HIGH" -> Severity.SEVERE;
-                case "MEDIUM" -> Severity.MEDIUM;
-                default -> null;
-            };
-            if (s == null) return null;
-            Category c = switch (String.valueOf(e.subsystem())) {
-                case "SECURITY", "AUDIT" -> Category.SECURITY;
-                case "INTERNET_AND_WAN", "VPN" -> Category.INTERNET;
-                case "POWER" -> Category.POWER;
-                case "SOFTWARE_UPDATES" -> Category.FIRMWARE;
-                case "CLIENT_DEVICES" -> Category.WIRELESS;
-                case "UNIFI_DEVICES", "UNIFI_ETHERNET_PORTS" -> Category.CONNECTIVITY;
-                default -> Category.SYSTEM;
-            };
-            String title = e.raw().path("title_raw").asText("");
-            return Rule.of(Pattern.quote(e.key()), c, s, "device", title.isBlank() ? e.key() : Collector.fill(title, e.raw().path("parameters")),
-                    "The controller rates this " + sev.toLowerCase(Locale.ROOT).replace('_', ' ') + " in its system log; see the sample message for its own words.",
-                    "Open the controller's system log for details.");
-        }
-
-        private Finding finding(Rule rule, List<Event> events, Map<String, Device> byMac) {
-            Event first = events.get(0), last = events.get(events.size() - 1);
-            boolean escalated = rule.escalateAt() > 0 && events.size() >= rule.escalateAt();
-            String device = deviceName(first, byMac);
-            String title = fill(escalated ? rule.escalatedTitle() : rule.title(), first, device) + when(events.size(), first.time(), last.time());
-            List<String> keys = events.stream().map(Event::key).distinct().toList();
-            List<String> samples = events.stream().map(Event::message).filter(m -> !m.isBlank()).distinct().limit(3).toList();
-            return new Finding(first.site(), escalated ? Severity.SEVERE : rule.severity(), rule.category(), title,
+        private Finding finding(Group g, Map<String, Device> byMac) {
+            Rule rule = g.rule;
+            boolean escalated = rule.escalateAt() > 0 && g.count >= rule.escalateAt();
+            String device = deviceName(g.first, byMac);
+            String title = fill(escalated ? rule.escalatedTitle() : rule.title(), g.first, device) + when(g.count, g.first.time(), g.last);
+            return new Finding(g.first.site(), escalated ? Severity.SEVERE : rule.severity(), rule.category(), title,
                     escalated ? rule.escalatedExplanation() : rule.explanation(), rule.severity() == Severity.LOW && !escalated ? List.of() : rule.steps(),
-                    events.size(), first.time(), last.time(), device, first.client(), keys, samples, null);
+                    g.count, g.first.time(), g.last, device, g.first.client(), List.copyOf(g.keys), List.copyOf(g.samples), null);
         }
 
         static String deviceName(Event e, Map<String, Device> byMac) {
@@ -1818,13 +1910,14 @@ public class UnifiScanner {
             return z.format(DateTimeFormatter.ofPattern(sameDay ? "HH:mm" : "MMM d HH:mm", Locale.ENGLISH));
         }
 
-        /** Pairs each WAN interface's down and up transitions into outages with durations. */
-        List<Finding> wanOutages(List<Event> wan, Map<String, Device> byMac, Instant end) {
+        /** Pairs each WAN interface's down and up transitions (in time order) into outages with durations. */
+        List<Finding> wanOutages(List<Event> wan, Map<String, Device> byMac) {
             Map<String, List<Event>> byIface = new LinkedHashMap<>();
             for (Event e : wan) byIface.computeIfAbsent(e.site() + "|" + e.deviceMac() + "|" + e.field("iface"), k -> new ArrayList<>()).add(e);
             List<Finding> out = new ArrayList<>();
             for (List<Event> events : byIface.values()) {
                 Event first = events.get(0);
+                Instant lastTime = events.get(events.size() - 1).time();
                 String iface = first.field("iface").isBlank() ? "WAN" : first.field("iface");
                 List<Duration> outages = new ArrayList<>();
                 Instant downSince = null;
@@ -1844,17 +1937,16 @@ public class UnifiScanner {
                 Severity severity;
                 if (downSince != null) {
                     severity = Severity.SEVERE;
-                    title = "Internet connection (" + iface + ") went down at " + clock(downSince, downSince, end) + " and has not come back";
+                    title = "Internet connection (" + iface + ") went down at " + clock(downSince, downSince, lastTime) + " and has not come back";
                 } else if (!outages.isEmpty()) {
                     severity = total.toMinutes() >= 30 ? Severity.SEVERE : Severity.MEDIUM;
-                    Instant lastTime = events.get(events.size() - 1).time();
                     title = outages.size() == 1
                             ? "Internet connection (" + iface + ") was down for " + human(total) + " (" + clock(first.time(), first.time(), lastTime)
                             + "–" + clock(lastTime, first.time(), lastTime) + ")"
                             : "Internet connection (" + iface + ") went down " + outages.size() + " times, " + human(total) + " offline in all (longest " + human(longest) + ")";
                 } else {
                     severity = Severity.LOW;
-                    title = "Internet connection (" + iface + ") changed state" + when(events.size(), first.time(), events.get(events.size() - 1).time());
+                    title = "Internet connection (" + iface + ") changed state" + when(events.size(), first.time(), lastTime);
                 }
                 out.add(new Finding(first.site(), severity, Category.INTERNET, title,
                         "The gateway " + (device == null ? "" : "(" + device + ") ") + "lost its internet link on " + iface
@@ -1862,44 +1954,32 @@ public class UnifiScanner {
                         severity == Severity.LOW ? List.of() : List.of("Check the modem or ONT: restart it if its lights show no connection.",
                                 "Check the cable between the modem and the gateway's WAN port.",
                                 "If outages repeat, note the times and report them to your internet provider."),
-                        events.size(), first.time(), events.get(events.size() - 1).time(), device, null, List.of("EVT_GW_WANTransition"), samples, null));
+                        events.size(), first.time(), lastTime, device, null, List.of("EVT_GW_WANTransition"), samples, null));
             }
             return out;
         }
 
-        /** IPS alerts grouped by signature: detected-but-allowed is worse than blocked; top sources; plain words. */
-        List<Finding> ips(List<IpsAlert> alerts) {
-            Map<String, List<IpsAlert>> bySig = new LinkedHashMap<>();
-            for (IpsAlert a : alerts) bySig.computeIfAbsent(a.site() + "|" + a.sid() + "|" + a.signature(), k -> new ArrayList<>()).add(a);
-            List<Finding> out = new ArrayList<>();
-            for (List<IpsAlert> group : bySig.values()) {
-                IpsAlert first = group.get(0), last = group.get(group.size() - 1);
-                long allowed = group.stream().filter(a -> !a.blocked()).count();
-                int worst = group.stream().mapToInt(IpsAlert::severity).min().orElse(3);
-                Severity severity = allowed == 0 ? (worst == 1 ? Severity.MEDIUM : Severity.LOW) : worst == 1 ? Severity.SEVERE : Severity.MEDIUM;
-                Map<String, Long> sources = new java.util.TreeMap<>();
-                Map<String, String> countries = new java.util.HashMap<>();
-                for (IpsAlert a : group) {
-                    sources.merge(a.srcIp(), 1L, Long::sum);
-                    if (!a.srcCountry().isBlank()) countries.put(a.srcIp(), a.srcCountry());
-                }
-                String top = sources.entrySet().stream().sorted(Map.Entry.<String, Long>comparingByValue().reversed()).limit(3)
-                        .map(en -> en.getKey() + (countries.containsKey(en.getKey()) ? " (" + countries.get(en.getKey()) + ")" : "") + " ×" + en.getValue())
-                        .reduce((a, b) -> a + ", " + b).orElse("");
-                String words = IPS_CATEGORY_WORDS.getOrDefault(first.category().toLowerCase(Locale.ROOT), first.category().isBlank() ? "suspicious traffic" : first.category());
-                String action = allowed == 0 ? "blocked" : allowed == group.size() ? "detected but NOT blocked" : allowed + " of " + group.size() + " NOT blocked";
-                String title = "Intrusion prevention: " + first.signature() + (first.cybersecure() ? " [Cybersecure]" : "") + " — " + action
-                        + when(group.size(), first.time(), last.time());
-                String explanation = "The gateway's intrusion prevention matched this signature: " + words + ". Top sources: " + top + "."
-                        + (allowed == 0 ? " The traffic was blocked." : " Some of it was only detected and let through.");
-                List<String> steps = severity == Severity.LOW ? List.of() : new ArrayList<>(List.of(
-                        allowed > 0 ? "Switch IPS from 'detect' to 'block' mode (Settings → Security → Intrusion Prevention) so such traffic is stopped." : "No action is needed for blocked traffic unless it repeats from inside your network.",
-                        "If the source is inside your network, scan that device for malware.",
-                        "If the source is outside and keeps coming back, block its address on the gateway."));
-                out.add(new Finding(first.site(), severity, Category.SECURITY, title, explanation, steps, group.size(), first.time(), last.time(),
-                        null, null, List.of("EVT_IPS_IpsAlert"), List.of("signature " + first.sid() + ": " + first.signature()), null));
-            }
-            return out;
+        /** One signature's alerts: detected-but-allowed is worse than blocked; top sources; plain words. */
+        Finding ipsFinding(IpsGroup g) {
+            IpsAlert first = g.first;
+            Severity severity = g.allowed == 0 ? (g.worst == 1 ? Severity.MEDIUM : Severity.LOW) : g.worst == 1 ? Severity.SEVERE : Severity.MEDIUM;
+            String top = g.sources.entrySet().stream()
+                    .sorted(Map.Entry.<String, Long>comparingByValue().reversed().thenComparing(Map.Entry.comparingByKey())).limit(3)
+                    .map(en -> en.getKey() + (g.countries.containsKey(en.getKey()) ? " (" + g.countries.get(en.getKey()) + ")" : "") + " ×" + en.getValue())
+                    .reduce((a, b) -> a + ", " + b).orElse("");
+            String words = IPS_CATEGORY_WORDS.getOrDefault(first.category().toLowerCase(Locale.ROOT), first.category().isBlank() ? "suspicious traffic" : first.category());
+            String action = g.allowed == 0 ? "blocked" : g.allowed == g.count ? "detected but NOT blocked" : g.allowed + " of " + g.count + " NOT blocked";
+            String title = "Intrusion prevention: " + first.signature() + (first.cybersecure() ? " [Cybersecure]" : "") + " — " + action
+                    + when(g.count, first.time(), g.last);
+            String explanation = "The gateway's intrusion prevention matched this signature: " + words + ". Top sources: " + top + "."
+                    + (g.allowed == 0 ? " The traffic was blocked." : " Some of it was only detected and let through.");
+            List<String> steps = severity == Severity.LOW ? List.of() : List.of(
+                    g.allowed > 0 ? "Switch IPS from 'detect' to 'block' mode (Settings → Security → Intrusion Prevention) so such traffic is stopped."
+                            : "No action is needed for blocked traffic unless it repeats from inside your network.",
+                    "If the source is inside your network, scan that device for malware.",
+                    "If the source is outside and keeps coming back, block its address on the gateway.");
+            return new Finding(first.site(), severity, Category.SECURITY, title, explanation, steps, g.count, first.time(), g.last,
+                    null, null, List.of("EVT_IPS_IpsAlert"), List.of("signature " + first.sid() + ": " + first.signature()), null);
         }
 
         /** A device's row in the health table; each issue at medium or above also becomes a (snapshot) finding. */
@@ -1984,7 +2064,7 @@ public class UnifiScanner {
 
     record Report(String controllerUrl, String kind, String model, String version, String site, Instant from, Instant to,
                   Explained explained, Map<String, String> sources, Map<String, String> notes, int eventsRead, int malformed,
-                  int requests, ZoneId zone) {}
+                  int requests, long bytesRead, ZoneId zone) {}
 
     /** What everyday noise is called in the activity line. */
     static final Map<String, String> ACTIVITY_WORDS = Map.of(
@@ -2090,7 +2170,8 @@ public class UnifiScanner {
             r.explained().activity().forEach(activity::put);
             ObjectNode sources = doc.putObject("sources");
             r.sources().forEach(sources::put);
-            doc.putObject("stats").put("eventsRead", r.eventsRead()).put("malformed", r.malformed()).put("requests", r.requests());
+            doc.putObject("stats").put("eventsRead", r.eventsRead()).put("malformed", r.malformed()).put("requests", r.requests())
+                    .put("bytesRead", r.bytesRead());
             return doc;
         }
 
@@ -2221,14 +2302,13 @@ public class UnifiScanner {
             return time == null || t.isAfter(time) || (t.equals(time) && !idsAtTime.contains(id));
         }
 
-        /** The cursor after reporting these (time, id) pairs. */
-        Cursor advance(List<Map.Entry<Instant, String>> seen, Instant reportTime, Set<String> issues) {
-            Instant newest = time;
-            for (var e : seen) if (newest == null || e.getKey().isAfter(newest)) newest = e.getKey();
-            Set<String> ids = new java.util.TreeSet<>();
-            if (newest != null && newest.equals(time)) ids.addAll(idsAtTime);
-            for (var e : seen) if (e.getKey().equals(newest)) ids.add(e.getValue());
-            return new Cursor(newest, ids, reportTime == null ? lastReport : reportTime, issues);
+        /** The cursor after a run whose newest event was at {@code newest} (null: none) with those ids. */
+        Cursor advance(Instant newest, Set<String> idsAtNewest, Instant reportTime, Set<String> issues) {
+            Instant report = reportTime == null ? lastReport : reportTime;
+            if (newest == null || (time != null && newest.isBefore(time))) return new Cursor(time, idsAtTime, report, issues);
+            Set<String> ids = new java.util.TreeSet<>(idsAtNewest);
+            if (newest.equals(time)) ids.addAll(idsAtTime);
+            return new Cursor(newest, ids, report, issues);
         }
     }
 
@@ -2476,32 +2556,44 @@ public class UnifiScanner {
             Instant now = Instant.now();
             Collector collector = new Collector(client, log);
 
+            Explainer.Accumulator findings = new Explainer(config.thresholds(), zone).new Accumulator();
             Map<String, Cursor> cursors = new LinkedHashMap<>();
-            List<Event> events = new ArrayList<>();
-            List<IpsAlert> ips = new ArrayList<>();
+            Map<String, Progress> progress = new LinkedHashMap<>();
             List<Device> devices = new ArrayList<>();
             List<Subsystem> subsystems = new ArrayList<>();
             Map<String, String> sources = new LinkedHashMap<>(), notes = new LinkedHashMap<>();
             int malformed = 0, read = 0;
             Instant from = now;
             for (Site site : sites) {
-                String key = client.baseUrl() + "|" + site.name();
-                Cursor cursor = state.cursor(key);
+                Cursor cursor = state.cursor(client.baseUrl() + "|" + site.name());
+                Progress seen = new Progress();
                 cursors.put(site.name(), cursor);
+                progress.put(site.name(), seen);
                 Instant since = cursor.time() != null ? cursor.time() : now.minus(Duration.ofHours(config.initialLookbackHours()));
                 if (since.isBefore(from)) from = since;
-                Collection c = collector.collect(site.name(), since, now);
-                read += c.events().size() + c.ips().size();
-                c.events().stream().filter(e -> cursor.isNew(e.time(), e.id())).forEach(events::add);
-                c.ips().stream().filter(a -> cursor.isNew(a.time(), a.id())).forEach(ips::add);
+                Collection c = collector.collect(site.name(), since, now, new Collector.Sink() {
+                    @Override public void event(Event e) {
+                        if (cursor.isNew(e.time(), e.id())) {
+                            seen.saw(e.time(), e.id());
+                            findings.event(e);
+                        }
+                    }
+
+                    @Override public void ips(IpsAlert a) {
+                        if (cursor.isNew(a.time(), a.id())) {
+                            seen.saw(a.time(), a.id());
+                            findings.ips(a);
+                        }
+                    }
+                });
+                read += c.recordsRead();
                 devices.addAll(c.devices());
                 subsystems.addAll(c.health());
                 c.sources().forEach((k, v) -> sources.merge(k, v, Scan::worse));
                 notes.putAll(c.notes());
                 malformed += c.malformed();
             }
-            Collection merged = new Collection(events, ips, devices, subsystems, sources, notes, malformed, false);
-            Explained explained = new Explainer(config.thresholds(), zone).explain(merged);
+            Explained explained = findings.finish(devices, subsystems);
 
             Set<String> reportedBefore = new java.util.HashSet<>();
             cursors.values().forEach(c -> reportedBefore.addAll(c.reportedIssues()));
@@ -2509,19 +2601,18 @@ public class UnifiScanner {
             boolean print = news || options.always();
             if (print) {
                 Report report = new Report(client.baseUrl(), client.describeKind(), info.model(), info.version(),
-                        allSites ? "all" : sites.get(0).display(), from, now, explained, sources, notes, read, malformed, client.requestCount(), zone);
+                        allSites ? "all" : sites.get(0).display(), from, now, explained, sources, notes, read, malformed, client.requestCount(),
+                        client.bytesRead(), zone);
                 banner(config, client).forEach(err::println);
                 write(report);
             } else {
                 log.debug("nothing new since the last run: no report");
             }
             for (Site site : sites) {
-                List<Map.Entry<Instant, String>> seen = new ArrayList<>();
-                events.stream().filter(e -> e.site().equals(site.name())).forEach(e -> seen.add(Map.entry(e.time(), e.id())));
-                ips.stream().filter(a -> a.site().equals(site.name())).forEach(a -> seen.add(Map.entry(a.time(), a.id())));
                 Set<String> issues = new java.util.TreeSet<>();
                 explained.findings().stream().filter(f -> f.snapshot() && f.site().equals(site.name())).forEach(f -> issues.add(f.snapshotId()));
-                state.put(client.baseUrl() + "|" + site.name(), cursors.get(site.name()).advance(seen, print ? now : null, issues));
+                Progress seen = progress.get(site.name());
+                state.put(client.baseUrl() + "|" + site.name(), cursors.get(site.name()).advance(seen.newest, seen.ids, print ? now : null, issues));
             }
             state.save();
             Map<String, String> details = new LinkedHashMap<>();
@@ -2551,6 +2642,20 @@ public class UnifiScanner {
             out.flush();
             if (out.checkError())
                 throw new ConnectionException("could not write the report to standard output; nothing was marked as reported, so the next run reports it again");
+        }
+
+        /** The newest event time of this run and the ids seen at exactly that millisecond. */
+        static final class Progress {
+            Instant newest;
+            final Set<String> ids = new java.util.HashSet<>();
+
+            void saw(Instant t, String id) {
+                if (newest == null || t.isAfter(newest)) {
+                    newest = t;
+                    ids.clear();
+                }
+                if (t.equals(newest)) ids.add(id);
+            }
         }
 
         private static String worse(String a, String b) {
@@ -2687,7 +2792,12 @@ public class UnifiScanner {
                 cli.log.error("unexpected failure: " + ex); // a bug, not a user mistake: name it, still no secrets
                 return EXIT_CONNECTION;
             });
-            return cmd.execute(args);
+            try {
+                return cmd.execute(args);
+            } catch (OutOfMemoryError e) {
+                err.println("unifi-scanner: ran out of memory; give Java more with JAVA_TOOL_OPTIONS=-Xmx1g (or lower UNIFI_INITIAL_LOOKBACK_HOURS)");
+                return EXIT_CONNECTION;
+            }
         }
 
         /** picocli's message, minus any value that might be a secret ("--pasword=hunter2"). */
