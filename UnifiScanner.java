@@ -2975,6 +2975,8 @@ public class UnifiScanner {
         private final java.util.concurrent.atomic.AtomicInteger logins = new java.util.concurrent.atomic.AtomicInteger();
         final List<String> requestLog = java.util.Collections.synchronizedList(new ArrayList<>());
         private volatile String csrf = "";
+        /** Site name → description. */
+        final Map<String, String> sites = new ConcurrentHashMap<>(Map.of("default", "Default"));
 
         private DemoController(Dataset data, boolean network10) throws IOException {
             this.data = data;
@@ -3009,7 +3011,8 @@ public class UnifiScanner {
 
         private void handle(com.sun.net.httpserver.HttpExchange ex) throws IOException {
             try (ex) {
-                String method = ex.getRequestMethod(), path = ex.getRequestURI().getPath();
+                String method = ex.getRequestMethod();
+                String path = ex.getRequestURI().getPath();
                 String body = new String(ex.getRequestBody().readAllBytes(), StandardCharsets.UTF_8);
                 if (requestLog.size() < 10_000) requestLog.add(method + " " + ex.getRequestURI() + (body.isEmpty() ? "" : " " + body));
                 if (method.equals("GET") && path.equals("/")) { send(ex, 200, "text/html", "<!DOCTYPE html><html><head><title>UniFi OS</title></head></html>"); return; }
@@ -3022,10 +3025,19 @@ public class UnifiScanner {
                     return;
                 }
                 JsonNode req = body.isEmpty() ? JSON.createObjectNode() : JSON.readTree(body);
+                Matcher sitePath = Pattern.compile("/proxy/network/(?:api/s|v2/api/site)/([^/]+)/(.*)").matcher(path);
+                if (sitePath.matches()) {
+                    if (!sites.containsKey(sitePath.group(1))) {
+                        send(ex, 401, "application/json", "{\"meta\":{\"rc\":\"error\",\"msg\":\"api.err.NoSiteContext\"},\"data\":[]}");
+                        return;
+                    }
+                    path = path.replace("/" + sitePath.group(1) + "/", "/default/"); // every site serves the same day
+                }
                 switch (method + " " + path) {
                     case "POST /api/auth/logout" -> send(ex, 200, "application/json", "{}");
-                    case "GET /proxy/network/api/self/sites" -> envelope(ex, List.of(JSON.createObjectNode().put("_id", "5e231c10931eb902acf25112")
-                            .put("name", "default").put("desc", "Default").put("role", "admin")), -1);
+                    case "GET /proxy/network/api/self/sites" -> envelope(ex, sites.entrySet().stream().map(e -> (JsonNode) JSON.createObjectNode()
+                            .put("_id", "5e231c10931eb902acf2" + Integer.toHexString(e.getKey().hashCode() & 0xfff)).put("name", e.getKey())
+                            .put("desc", e.getValue()).put("role", "admin")).toList(), -1);
                     case "GET /proxy/network/api/s/default/stat/sysinfo" -> envelope(ex, List.of(JSON.createObjectNode().put("version", network10 ? "10.0.160" : "9.0.114")
                             .put("build", "atag_9.0.114").put("hostname", "Dream-Machine-Pro").put("name", "Dream Machine Pro")
                             .put("ubnt_device_type", "UDMPRO").put("timezone", "UTC").put("udm_version", "4.1.13")), -1);

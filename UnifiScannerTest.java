@@ -1662,6 +1662,24 @@ public class UnifiScannerTest {
         }
 
         @Test
+        void allSitesAreScannedEachWithItsOwnCursor() throws Exception {
+            start(dataset(List.of(event("a", Instant.now().minusSeconds(60), "EVT_SW_LoopDetected").put("sw", "aa:00:00:00:00:01").put("sw_name", "Core"))), false);
+            demo.sites.put("x7k2p9", "Branch Office");
+            Run severalNoneSet = scan();
+            assertEquals(1, severalNoneSet.code());
+            assertTrue(severalNoneSet.err().contains("set UNIFI_SITE to one of: "), severalNoneSet.err());
+            env.put("UNIFI_SITE", "all");
+            JsonNode r = json(scan("--format", "json"));
+            assertEquals("all", r.path("site").asText());
+            Set<String> sites = new java.util.TreeSet<>();
+            r.path("findings").forEach(f -> sites.add(f.path("site").asText()));
+            assertEquals(Set.of("default", "x7k2p9"), sites);
+            JsonNode cursors = JSON.readTree(Files.readString(dir.resolve("state/state.json"))).path("cursors");
+            assertEquals(2, cursors.size(), cursors.toString());
+            assertEquals("", scan().out(), "nothing twice, on any site");
+        }
+
+        @Test
         void theFirstRunLooksBackTheConfiguredHours() throws Exception {
             start(dataset(List.of(event("old", Instant.now().minus(Duration.ofHours(30)), "EVT_SW_LoopDetected").put("sw", "aa:00:00:00:00:01"))), false);
             assertEquals(0, JSON.readTree(scan("--format", "json", "--always").out()).path("findings").size(), "30 h ago is outside the default 24 h");
