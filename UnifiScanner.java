@@ -2062,7 +2062,7 @@ public class UnifiScanner {
     // Report: text for a terminal or cron mail, JSON for tools, HTML for a mail client
     // =====================================================================================
 
-    record Report(String controllerUrl, String kind, String model, String version, String site, Instant from, Instant to,
+    record Report(String controllerUrl, String kind, String model, String version, String site, String siteLabel, Instant from, Instant to,
                   Explained explained, Map<String, String> sources, Map<String, String> notes, int eventsRead, int malformed,
                   int requests, long bytesRead, ZoneId zone) {}
 
@@ -2082,7 +2082,7 @@ public class UnifiScanner {
             Map<Severity, String> tint = colour ? Map.of(Severity.SEVERE, "\u001b[1;31m", Severity.MEDIUM, "\u001b[1;33m", Severity.LOW, "\u001b[1;36m")
                     : Map.of(Severity.SEVERE, "", Severity.MEDIUM, "", Severity.LOW, "");
             List<Finding> findings = r.explained().findings();
-            b.append(bold).append(NAME).append(" report — site ").append(r.site()).append(reset).append('\n');
+            b.append(bold).append(NAME).append(" report — site ").append(r.siteLabel()).append(reset).append('\n');
             b.append("Controller: ").append(r.controllerUrl()).append(" (").append(r.kind())
                     .append(r.version() == null ? "" : ", Network " + r.version()).append(")\n");
             b.append("Period: ").append(STAMP.format(r.from().atZone(r.zone()))).append(" – ").append(STAMP.format(r.to().atZone(r.zone())))
@@ -2177,13 +2177,13 @@ public class UnifiScanner {
 
         static String html(Report r) {
             StringBuilder b = new StringBuilder();
-            b.append("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>").append(esc(NAME + " report — " + r.site())).append("</title>\n")
+            b.append("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>").append(esc(NAME + " report — " + r.siteLabel())).append("</title>\n")
                     .append("<style>body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:860px;margin:24px auto;color:#222;line-height:1.45}")
                     .append("h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}.severe{color:#b00020}.medium{color:#a05a00}.low{color:#00607a}")
                     .append(".finding{margin:14px 0;padding:10px 14px;border-left:4px solid #ccc;background:#fafafa}.finding.severe{border-color:#b00020}")
                     .append(".finding.medium{border-color:#e08a00}.finding.low{border-color:#2a9bb5}.title{font-weight:600;color:#222}.meta{color:#666;font-size:13px}")
                     .append("table{border-collapse:collapse;font-size:13px}td,th{padding:4px 8px;border-bottom:1px solid #eee;text-align:left}</style></head><body>\n");
-            b.append("<h1>").append(esc(NAME)).append(" report — site ").append(esc(r.site())).append("</h1>\n<p class=\"meta\">Controller ")
+            b.append("<h1>").append(esc(NAME)).append(" report — site ").append(esc(r.siteLabel())).append("</h1>\n<p class=\"meta\">Controller ")
                     .append(esc(r.controllerUrl())).append(" (").append(esc(r.kind())).append(r.version() == null ? "" : ", Network " + esc(r.version()))
                     .append(")<br>Period ").append(esc(STAMP.format(r.from().atZone(r.zone())))).append(" – ").append(esc(STAMP.format(r.to().atZone(r.zone()))))
                     .append(" (").append(esc(r.zone().getId())).append(")</p>\n");
@@ -2553,7 +2553,7 @@ public class UnifiScanner {
             client.useSite(sites.get(0));
             SysInfo info = client.readSysInfo();
             ZoneId zone = zone(info);
-            Instant now = Instant.now();
+            Instant now = Instant.now().truncatedTo(ChronoUnit.MILLIS);
             Collector collector = new Collector(client, log);
 
             Explainer.Accumulator findings = new Explainer(config.thresholds(), zone).new Accumulator();
@@ -2601,7 +2601,7 @@ public class UnifiScanner {
             boolean print = news || options.always();
             if (print) {
                 Report report = new Report(client.baseUrl(), client.describeKind(), info.model(), info.version(),
-                        allSites ? "all" : sites.get(0).display(), from, now, explained, sources, notes, read, malformed, client.requestCount(),
+                        allSites ? "all" : sites.get(0).name(), allSites ? "all sites" : sites.get(0).display(), from, now, explained, sources, notes, read, malformed, client.requestCount(),
                         client.bytesRead(), zone);
                 banner(config, client).forEach(err::println);
                 write(report);
