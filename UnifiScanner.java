@@ -1452,10 +1452,10 @@ public class UnifiScanner {
         /** The record's scalar fields but the ones every event has; v2 parameters flattened to their names. */
         static Map<String, String> fields(JsonNode r) {
             Map<String, String> out = new java.util.HashMap<>();
-            r.fields().forEachRemaining(f -> {
+            r.properties().forEach(f -> {
                 if (f.getValue().isValueNode() && !SKIPPED_FIELDS.contains(f.getKey())) out.put(f.getKey(), f.getValue().asText());
             });
-            r.path("parameters").fields().forEachRemaining(p -> {
+            r.path("parameters").properties().forEach(p -> {
                 String v = p.getValue().isObject() ? firstText(p.getValue(), "name", "hostname", "id") : p.getValue().isValueNode() ? p.getValue().asText() : null;
                 if (v != null) out.putIfAbsent(p.getKey().toLowerCase(Locale.ROOT), v);
             });
@@ -2412,7 +2412,7 @@ public class UnifiScanner {
                 JsonNode s = JSON.readTree(Files.readString(file, StandardCharsets.UTF_8)).path(key);
                 if (!s.isObject()) return Optional.empty();
                 Map<String, String> cookies = new LinkedHashMap<>();
-                s.path("cookies").fields().forEachRemaining(e -> cookies.put(e.getKey(), e.getValue().asText()));
+                s.path("cookies").properties().forEach(e -> cookies.put(e.getKey(), e.getValue().asText()));
                 return Optional.of(new UnifiClient.SavedSession(cookies, s.path("csrf").asText(null)));
             } catch (IOException e) {
                 return Optional.empty();
@@ -2755,6 +2755,9 @@ public class UnifiScanner {
         @Option(names = {"-c", "--config"}, paramLabel = "FILE", description = "YAML configuration file. Env: CONFIG_PATH")
         Path configFile;
 
+        @Option(names = "--generate-completion", description = "Print a bash/zsh completion script: source <(unifi-scanner --generate-completion)")
+        boolean generateCompletion;
+
         private final Map<String, String> env;
         private final PrintStream out, err;
         private final ShutdownGuard guard;
@@ -2815,6 +2818,10 @@ public class UnifiScanner {
 
         @Override
         public Integer call() {
+            if (generateCompletion) {
+                out.print(picocli.AutoComplete.bash("unifi-scanner", spec.commandLine()));
+                return EXIT_OK;
+            }
             if (healthCheck) return healthCheck();
             ScanOptions options;
             try {
