@@ -673,16 +673,95 @@ public class UnifiScanner {
         }
     }
 
+    /**
+     * The one retry policy (Failsafe), for the controller and for report delivery: transport failures and HTTP
+     * 429/502/503/504 are retried up to UNIFI_MAX_RETRIES times with exponential backoff and jitter; Retry-After is
+     * honoured (at most 5 minutes); a rate-limited login waits the max delay. Each retry is one WARN line.
+     */
+    static final class Retry {
+        static final Set<Integer> RETRIED_STATUS = Set.of(429, 502, 503, 504);
+        static final Duration MAX_RETRY_AFTER = Duration.ofMinutes(5);
+
+        interface Attempt<T> { T run() throws Exception; }
+
+        private final Config config;
+        private final Log log;
+
+        Retry(Config config, Log log) {
+            this.config = config;
+            this.log = log;
+        }
+
+        /** The attempt's result; when retries run out, the last result (the caller names it) or the last failure thrown. */
+        <T> T run(String what, boolean isLogin, Attempt<T> attempt, java.util.function.Predicate<T> retryResult,
+                  java.util.function.Predicate<Throwable> retryFailure) throws Exception {
+            RetryPolicy<T> policy = RetryPolicy.<T>builder()
+                    .handleIf((result, failure) -> failure != null ? retryFailure.test(failure) : retryResult.test(result))
+                    .withMaxRetries(config.maxRetries())
+                    .withDelayFn(ctx -> nextDelay(ctx.getLastResult(), ctx.getAttemptCount(), isLogin))
+                    .onRetryScheduled(e -> log.warn(what + " failed: " + cause(e.getLastResult(), e.getLastException())
+                            + "; retry " + e.getAttemptCount() + " of " + config.maxRetries() + " in " + Durations.format(e.getDelay())))
+                    .build();
+            try {
+                return Failsafe.with(policy).get(attempt::run);
+            } catch (FailsafeException e) {
+                if (e.getCause() instanceof Exception cause) throw cause;
+                throw e;
+            }
+        }
+
+        String retriesText() { return config.maxRetries() + (config.maxRetries() == 1 ? " retry" : " retries"); }
+
+        Duration nextDelay(Object lastResult, int attempts, boolean isLogin) {
+            if (lastResult instanceof Answer a) {
+                Optional<Duration> after = retryAfter(a.header("Retry-After"), Instant.now());
+                if (after.isPresent()) return after.get();
+                if (isLogin && a.status() == 429) return config.retryMaxDelay(); // never hammer the login
+            }
+            return backoff(config.retryInitialDelay(), config.retryMaxDelay(), attempts, ThreadLocalRandom.current().nextDouble());
+        }
+
+        /** initial × 2^(n-1), capped at max, then jittered by ±20% (never above max). */
+        static Duration backoff(Duration initial, Duration max, int attempt, double random) {
+            double base = initial.toMillis() * Math.pow(2, Math.max(0, attempt - 1));
+            double capped = Math.min(base, max.toMillis());
+            double jittered = capped * (0.8 + 0.4 * random);
+            return Duration.ofMillis(Math.round(Math.min(jittered, max.toMillis())));
+        }
+
+        /** Retry-After as seconds or an HTTP date, clamped to 0..5 minutes. */
+        static Optional<Duration> retryAfter(String header, Instant now) {
+            if (header == null || header.isBlank()) return Optional.empty();
+            Duration d;
+            try {
+                d = Duration.ofSeconds(Long.parseLong(header.trim()));
+            } catch (NumberFormatException e) {
+                try {
+                    d = Duration.between(now, ZonedDateTime.parse(header.trim(), DateTimeFormatter.RFC_1123_DATE_TIME).toInstant());
+                } catch (RuntimeException bad) {
+                    return Optional.empty();
+                }
+            }
+            if (d.isNegative()) d = Duration.ZERO;
+            return Optional.of(d.compareTo(MAX_RETRY_AFTER) > 0 ? MAX_RETRY_AFTER : d);
+        }
+
+        private static String cause(Object result, Throwable failure) {
+            if (result instanceof Answer a) return "HTTP " + a.status();
+            if (result != null) return result.toString();
+            return failure instanceof IOException io ? describeIo(io) : String.valueOf(failure);
+        }
+    }
+
     static final class UnifiClient {
         static final List<Integer> DEFAULT_PORTS = List.of(443, 8443, 11443);
-        static final Duration MAX_RETRY_AFTER = Duration.ofMinutes(5);
         static final int DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
-        private static final Set<Integer> RETRIED_STATUS = Set.of(429, 502, 503, 504);
 
         private final Config config;
         private final Log log;
         private final Tls tls;
         private final HttpClient http;
+        private final Retry retry;
         private final List<Integer> candidatePorts;
         private final Duration requestTimeout;
         int maxResponseBytes = DEFAULT_MAX_RESPONSE_BYTES;
@@ -709,6 +788,7 @@ public class UnifiScanner {
             this.tls = new Tls(config, trustRoots);
             this.candidatePorts = candidatePorts;
             this.requestTimeout = config.connectTimeout().multipliedBy(3);
+            this.retry = new Retry(config, log);
             log.secret(config.password());
             log.secret(config.apiKey());
             this.http = HttpClient.newBuilder()
@@ -780,7 +860,7 @@ public class UnifiScanner {
                 return;
             }
             Probe found = withRetry("detecting the controller at " + config.host(), false, () -> probeRound(ports, forced), this::probeRetryable);
-            if (found.kind == null && RETRIED_STATUS.contains(found.status))
+            if (found.kind == null && Retry.RETRIED_STATUS.contains(found.status))
                 throw new ConnectionException(found.url + " answered " + found.status + " to GET / after " + retriesText()
                         + ": the controller is restarting or overloaded; try again later");
             if (found.kind == null) {
@@ -793,7 +873,9 @@ public class UnifiScanner {
                     + (forced != null ? " (type configured, not probed)" : ""));
         }
 
-        private record Probe(String url, int status, Kind kind, IOException failure) {}
+        private record Probe(String url, int status, Kind kind, IOException failure) {
+            @Override public String toString() { return "GET / answered " + status; }
+        }
 
         private Probe probeRound(List<Integer> ports, Kind forced) throws IOException {
             Probe firstAnswer = null;
@@ -804,7 +886,7 @@ public class UnifiScanner {
                     Answer a = exchange("GET", url, "/", null, false);
                     Kind k = forced != null ? forced : a.status() == 200 ? Kind.UNIFI_OS : a.status() == 302 ? Kind.CLASSIC : null;
                     Probe p = new Probe(url, a.status(), k, null);
-                    if (k != null && !RETRIED_STATUS.contains(a.status())) return p;
+                    if (k != null && !Retry.RETRIED_STATUS.contains(a.status())) return p;
                     if (firstAnswer == null) firstAnswer = p;
                 } catch (IOException e) {
                     if (!retryable(e)) throw e;
@@ -816,7 +898,7 @@ public class UnifiScanner {
             throw firstFailure;
         }
 
-        private boolean probeRetryable(Probe p) { return RETRIED_STATUS.contains(p.status()); }
+        private boolean probeRetryable(Probe p) { return Retry.RETRIED_STATUS.contains(p.status()); }
 
         private String urlFor(int port) {
             boolean standard = (config.scheme().equals("https") && port == 443) || (config.scheme().equals("http") && port == 80);
@@ -966,7 +1048,7 @@ public class UnifiScanner {
             if (a.status() == 404 || a.status() == 400)
                 throw new ApiException(a.status(), where + " is not available on this controller (" + a.status()
                         + (a.errorWord().isEmpty() ? "" : " " + a.errorWord()) + ")");
-            if (RETRIED_STATUS.contains(a.status()))
+            if (Retry.RETRIED_STATUS.contains(a.status()))
                 throw new ConnectionException(where + " answered " + a.status() + " after " + retriesText() + ": the controller is overloaded or restarting; try again later");
             if (a.status() / 100 != 2)
                 throw new ApiException(a.status(), where + " answered HTTP " + a.status() + ": " + a.snippet());
@@ -989,76 +1071,29 @@ public class UnifiScanner {
 
         private interface Attempt<T> { T run() throws IOException; }
 
-        /**
-         * Runs an attempt under the retry policy: transport failures and the statuses in RETRIED_STATUS are retried
-         * with exponential backoff and jitter, Retry-After is honoured (clamped), a rate-limited login waits the max
-         * delay. When retries run out, the last answer is returned (the caller names it) or the last failure thrown.
-         */
+        /** Runs an attempt under the retry policy; a transport failure that outlasts it becomes a one-line error. */
         private <T> T withRetry(String what, boolean isLogin, Attempt<T> attempt, java.util.function.Predicate<T> retryResult) {
-            RetryPolicy<T> policy = RetryPolicy.<T>builder()
-                    .handleIf((result, failure) -> failure != null ? failure instanceof IOException io && retryable(io) : retryResult.test(result))
-                    .withMaxRetries(config.maxRetries())
-                    .withDelayFn(ctx -> nextDelay(ctx.getLastResult(), ctx.getAttemptCount(), isLogin))
-                    .onRetryScheduled(e -> log.warn(what + " failed: " + cause(e.getLastResult(), e.getLastException())
-                            + "; retry " + e.getAttemptCount() + " of " + config.maxRetries() + " in " + Durations.format(e.getDelay())))
-                    .build();
             try {
-                return Failsafe.with(policy).get(attempt::run);
-            } catch (FailsafeException e) {
-                Throwable c = e.getCause();
-                if (c instanceof IOException io) throw transportError(io, what);
-                if (c instanceof InterruptedException) throw new ConnectionException(what + " was interrupted");
-                throw new ConnectionException(what + " failed: " + c);
+                return retry.run(what, isLogin, attempt::run, retryResult, f -> f instanceof IOException io && retryable(io));
+            } catch (IOException e) {
+                throw transportError(e, what);
+            } catch (ScannerException e) {
+                throw e;
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+                throw new ConnectionException(what + " was interrupted");
+            } catch (Exception e) {
+                throw new ConnectionException(what + " failed: " + e);
             }
         }
 
-        private String retriesText() { return config.maxRetries() + (config.maxRetries() == 1 ? " retry" : " retries"); }
+        private String retriesText() { return retry.retriesText(); }
 
-        private boolean retryableStatus(Answer a) { return RETRIED_STATUS.contains(a.status()); }
-
-        Duration nextDelay(Object lastResult, int attempts, boolean isLogin) {
-            if (lastResult instanceof Answer a) {
-                Optional<Duration> after = retryAfter(a.header("Retry-After"), Instant.now());
-                if (after.isPresent()) return after.get();
-                if (isLogin && a.status() == 429) return config.retryMaxDelay(); // never hammer the login
-            }
-            return backoff(config.retryInitialDelay(), config.retryMaxDelay(), attempts, ThreadLocalRandom.current().nextDouble());
-        }
-
-        /** initial × 2^(n-1), capped at max, then jittered by ±20% (never above max). */
-        static Duration backoff(Duration initial, Duration max, int attempt, double random) {
-            double base = initial.toMillis() * Math.pow(2, Math.max(0, attempt - 1));
-            double capped = Math.min(base, max.toMillis());
-            double jittered = capped * (0.8 + 0.4 * random);
-            return Duration.ofMillis(Math.round(Math.min(jittered, max.toMillis())));
-        }
-
-        /** Retry-After as seconds or an HTTP date, clamped to 0..5 minutes. */
-        static Optional<Duration> retryAfter(String header, Instant now) {
-            if (header == null || header.isBlank()) return Optional.empty();
-            Duration d;
-            try {
-                d = Duration.ofSeconds(Long.parseLong(header.trim()));
-            } catch (NumberFormatException e) {
-                try {
-                    d = Duration.between(now, ZonedDateTime.parse(header.trim(), DateTimeFormatter.RFC_1123_DATE_TIME).toInstant());
-                } catch (RuntimeException bad) {
-                    return Optional.empty();
-                }
-            }
-            if (d.isNegative()) d = Duration.ZERO;
-            return Optional.of(d.compareTo(MAX_RETRY_AFTER) > 0 ? MAX_RETRY_AFTER : d);
-        }
+        private boolean retryableStatus(Answer a) { return Retry.RETRIED_STATUS.contains(a.status()); }
 
         static boolean retryable(IOException e) {
             return !(e instanceof SSLException) && !(e instanceof UnknownHostException) && !(e.getCause() instanceof UnresolvedAddressException)
-                    && !(e instanceof ResponseTooLarge);
-        }
-
-        private String cause(Object result, Throwable failure) {
-            if (result instanceof Answer a) return "HTTP " + a.status();
-            if (result instanceof Probe p) return "GET / answered " + p.status();
-            return failure instanceof IOException io ? describeIo(io) : String.valueOf(failure);
+                    && !(e instanceof ResponseTooLarge) && e.getClass() != java.io.InterruptedIOException.class;
         }
 
         private ScannerException transportError(IOException e, String what) {

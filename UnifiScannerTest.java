@@ -651,24 +651,24 @@ public class UnifiScannerTest {
         @Test
         void retryAfterReadsSecondsAndHttpDatesAndIsClampedToFiveMinutes() {
             Instant now = Instant.parse("2026-12-04T12:00:00Z");
-            assertEquals(Optional.of(Duration.ofSeconds(7)), UnifiScanner.UnifiClient.retryAfter("7", now));
+            assertEquals(Optional.of(Duration.ofSeconds(7)), UnifiScanner.Retry.retryAfter("7", now));
             String date = DateTimeFormatter.RFC_1123_DATE_TIME.format(ZonedDateTime.of(2026, 12, 4, 12, 0, 30, 0, ZoneOffset.UTC));
-            assertEquals(Optional.of(Duration.ofSeconds(30)), UnifiScanner.UnifiClient.retryAfter(date, now));
-            assertEquals(Optional.of(Duration.ofMinutes(5)), UnifiScanner.UnifiClient.retryAfter("86400", now));
-            assertEquals(Optional.of(Duration.ZERO), UnifiScanner.UnifiClient.retryAfter("Thu, 01 Jan 2026 00:00:00 GMT", now));
-            assertEquals(Optional.empty(), UnifiScanner.UnifiClient.retryAfter("soon", now));
+            assertEquals(Optional.of(Duration.ofSeconds(30)), UnifiScanner.Retry.retryAfter(date, now));
+            assertEquals(Optional.of(Duration.ofMinutes(5)), UnifiScanner.Retry.retryAfter("86400", now));
+            assertEquals(Optional.of(Duration.ZERO), UnifiScanner.Retry.retryAfter("Thu, 01 Jan 2026 00:00:00 GMT", now));
+            assertEquals(Optional.empty(), UnifiScanner.Retry.retryAfter("soon", now));
         }
 
         @Test
         void backoffDoublesFromTheInitialDelayToTheMaxWithJitter() {
             Duration one = Duration.ofSeconds(1), max = Duration.ofSeconds(60);
-            assertEquals(Duration.ofMillis(1000), UnifiScanner.UnifiClient.backoff(one, max, 1, 0.5));
-            assertEquals(Duration.ofMillis(2000), UnifiScanner.UnifiClient.backoff(one, max, 2, 0.5));
-            assertEquals(Duration.ofMillis(4000), UnifiScanner.UnifiClient.backoff(one, max, 3, 0.5));
-            assertEquals(Duration.ofMillis(3200), UnifiScanner.UnifiClient.backoff(one, max, 3, 0.0), "jitter down to 80%");
-            assertEquals(Duration.ofMillis(4800), UnifiScanner.UnifiClient.backoff(one, max, 3, 1.0), "jitter up to 120%");
-            assertEquals(Duration.ofSeconds(60), UnifiScanner.UnifiClient.backoff(one, max, 7, 1.0), "never above the max");
-            assertEquals(Duration.ofMillis(48000), UnifiScanner.UnifiClient.backoff(one, max, 12, 0.0));
+            assertEquals(Duration.ofMillis(1000), UnifiScanner.Retry.backoff(one, max, 1, 0.5));
+            assertEquals(Duration.ofMillis(2000), UnifiScanner.Retry.backoff(one, max, 2, 0.5));
+            assertEquals(Duration.ofMillis(4000), UnifiScanner.Retry.backoff(one, max, 3, 0.5));
+            assertEquals(Duration.ofMillis(3200), UnifiScanner.Retry.backoff(one, max, 3, 0.0), "jitter down to 80%");
+            assertEquals(Duration.ofMillis(4800), UnifiScanner.Retry.backoff(one, max, 3, 1.0), "jitter up to 120%");
+            assertEquals(Duration.ofSeconds(60), UnifiScanner.Retry.backoff(one, max, 7, 1.0), "never above the max");
+            assertEquals(Duration.ofMillis(48000), UnifiScanner.Retry.backoff(one, max, 12, 0.0));
         }
 
         @Test
