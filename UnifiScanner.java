@@ -5,6 +5,7 @@
 //DEPS dev.failsafe:failsafe:3.3.2
 //DEPS com.fasterxml.jackson.core:jackson-databind:2.20.1
 //DEPS com.fasterxml.jackson.dataformat:jackson-dataformat-yaml:2.20.1
+//DEPS org.eclipse.angus:angus-mail:2.0.3
 
 import com.fasterxml.jackson.core.JsonParser;
 import com.fasterxml.jackson.core.JsonProcessingException;
@@ -225,6 +226,18 @@ public class UnifiScanner {
             new Setting("initial-lookback-hours", "UNIFI_INITIAL_LOOKBACK_HOURS", "HOURS", "24", false, "How far the first run looks back."),
             new Setting("thresholds", "UNIFI_THRESHOLDS", "LIST", "temperature=70/80,cpu=85/95,memory=90/97,poe=80/95,uptime=180/365", false,
                     "Device-health warning/critical levels (°C, %, % of PoE budget, days)."),
+            new Setting("report-dir", "UNIFI_REPORT_DIR", "DIR", null, false, "Also write each report into this folder."),
+            new Setting("report-formats", "UNIFI_REPORT_FORMATS", "LIST", "txt,html,json", false, "Formats written to the report folder: txt, html, json."),
+            new Setting("report-retention-days", "UNIFI_REPORT_RETENTION_DAYS", "DAYS", "30", false, "Delete this tool's report files older than this (0: keep)."),
+            new Setting("smtp-host", "UNIFI_SMTP_HOST", "HOST", null, false, "Mail the report through this SMTP server."),
+            new Setting("smtp-port", "UNIFI_SMTP_PORT", "PORT", null, false, "SMTP port. Default: 587 (starttls), 465 (implicit), 25 (none)."),
+            new Setting("smtp-username", "UNIFI_SMTP_USERNAME", "USER", null, false, "SMTP account, if the server needs one."),
+            new Setting("smtp-password", "UNIFI_SMTP_PASSWORD", "PASSWORD", null, true, "Its password. Prefer UNIFI_SMTP_PASSWORD_FILE."),
+            new Setting("smtp-tls", "UNIFI_SMTP_TLS", "MODE", "starttls", false, "starttls, implicit or none."),
+            new Setting("email-from", "UNIFI_EMAIL_FROM", "ADDRESS", null, false, "Sender address of the report mail."),
+            new Setting("email-to", "UNIFI_EMAIL_TO", "LIST", null, false, "Recipients, comma-separated."),
+            new Setting("webhook-url", "UNIFI_WEBHOOK_URL", "URL", null, true, "POST each report to this URL (kept secret: it often holds a token)."),
+            new Setting("webhook-format", "UNIFI_WEBHOOK_FORMAT", "STYLE", "generic", false, "generic (the JSON report), slack, discord or ntfy."),
             new Setting("log-level", "UNIFI_LOG_LEVEL", "LEVEL", "info", false, "debug, info, warn or error."),
             new Setting("log-format", "UNIFI_LOG_FORMAT", "FORMAT", "text", false, "text or json."));
 
@@ -239,7 +252,7 @@ public class UnifiScanner {
                   String site, ControllerType controllerType, boolean verifySsl, String certFingerprint,
                   Duration connectTimeout, int maxRetries, Duration retryInitialDelay, Duration retryMaxDelay,
                   Duration pollInterval, Path healthFile, Level logLevel, boolean logJson, Path stateFile,
-                  int initialLookbackHours, List<Threshold> thresholds) {
+                  int initialLookbackHours, List<Threshold> thresholds, Delivery delivery) {
 
         boolean usesApiKey() { return apiKey != null; }
 
@@ -252,6 +265,20 @@ public class UnifiScanner {
                     + ", password=" + (password == null ? "unset" : "****") + ", apiKey=" + (apiKey == null ? "unset" : "****")
                     + ", site=" + site + ", type=" + controllerType + ", verifySsl=" + verifySsl + "]";
         }
+    }
+
+    record Smtp(String host, int port, String username, String password, String tls, String from, List<String> to) {
+        @Override public String toString() { return "Smtp[" + host + ":" + port + ", tls=" + tls + ", user=" + username + ", password=" + (password == null ? "unset" : "****") + "]"; }
+    }
+
+    record Delivery(Path reportDir, List<Format> reportFormats, int retentionDays, Smtp smtp, String webhookUrl, String webhookFormat) {
+        @Override public String toString() { return "Delivery[dir=" + reportDir + ", smtp=" + smtp + ", webhook=" + (webhookUrl == null ? "unset" : "****") + "]"; }
+    }
+
+    static <T> List<T> concat(List<T> a, List<T> b) {
+        List<T> out = new ArrayList<>(a);
+        out.addAll(b);
+        return out;
     }
 
     /** A raw setting value and where it came from, so errors can name the source the user must fix. */
@@ -394,7 +421,47 @@ public class UnifiScanner {
             return new Config(scheme, host, port, username, password, apiKey, value(raw, "site"), type,
                     bool(raw, "verify-ssl"), pin, connect, intIn(rawOrDefault(raw, "max-retries"), "max-retries", 0, 100),
                     initial, max, poll, Path.of(value(raw, "health-file")), level, logJson, Path.of(value(raw, "state-file")),
-                    intIn(rawOrDefault(raw, "initial-lookback-hours"), "initial-lookback-hours", 1, 24 * 365), thresholds(rawOrDefault(raw, "thresholds")));
+                    intIn(rawOrDefault(raw, "initial-lookback-hours"), "initial-lookback-hours", 1, 24 * 365), thresholds(rawOrDefault(raw, "thresholds")),
+                    delivery(raw));
+        }
+
+        /** Where reports go besides stdout: a folder, mail, a webhook. Each is off unless configured. */
+        static Delivery delivery(Map<String, Raw> raw) {
+            String dir = value(raw, "report-dir");
+            List<Format> formats = new ArrayList<>();
+            for (String f : value(raw, "report-formats").split(",")) {
+                Format format = switch (f.trim().toLowerCase(Locale.ROOT)) {
+                    case "txt", "text" -> Format.TEXT;
+                    case "html" -> Format.HTML;
+                    case "json" -> Format.JSON;
+                    default -> throw bad(raw.get("report-formats"), "report-formats", "must list txt, html and/or json");
+                };
+                if (!formats.contains(format)) formats.add(format);
+            }
+            Smtp smtp = null;
+            String smtpHost = value(raw, "smtp-host");
+            if (smtpHost != null) {
+                String tls = value(raw, "smtp-tls").toLowerCase(Locale.ROOT);
+                if (!List.of("starttls", "implicit", "none").contains(tls)) throw bad(raw.get("smtp-tls"), "smtp-tls", "must be starttls, implicit or none");
+                int port = raw.containsKey("smtp-port") ? intIn(raw.get("smtp-port"), "smtp-port", 1, 65535) : tls.equals("implicit") ? 465 : tls.equals("none") ? 25 : 587;
+                String from = value(raw, "email-from"), to = value(raw, "email-to");
+                if (from == null || to == null)
+                    throw new ConfigException("UNIFI_SMTP_HOST is set, so UNIFI_EMAIL_FROM and UNIFI_EMAIL_TO are needed too (who sends, who receives)");
+                List<String> recipients = List.of(to.split(",")).stream().map(String::trim).filter(t -> !t.isEmpty()).toList();
+                for (String address : concat(recipients, List.of(from))) {
+                    if (!address.matches("[^@\\s,<>]+@[^@\\s,<>]+"))
+                        throw new ConfigException("'" + address + "' (UNIFI_EMAIL_FROM / UNIFI_EMAIL_TO) is not an e-mail address like name@example.com");
+                }
+                smtp = new Smtp(smtpHost, port, value(raw, "smtp-username"), value(raw, "smtp-password"), tls, from, recipients);
+            }
+            String webhook = value(raw, "webhook-url");
+            if (webhook != null && !webhook.matches("(?i)https?://\\S+"))
+                throw new ConfigException("webhook-url (from " + raw.get("webhook-url").origin() + ") must be an http:// or https:// URL");
+            String style = value(raw, "webhook-format").toLowerCase(Locale.ROOT);
+            if (!List.of("generic", "slack", "discord", "ntfy").contains(style))
+                throw bad(raw.get("webhook-format"), "webhook-format", "must be generic, slack, discord or ntfy");
+            return new Delivery(dir == null ? null : Path.of(dir), formats, intIn(rawOrDefault(raw, "report-retention-days"), "report-retention-days", 0, 36_500),
+                    smtp, webhook, style);
         }
 
         /** "temperature=70/80,cpu=85/95": overrides of DEFAULT_THRESHOLDS, warning/critical. */
@@ -2097,6 +2164,8 @@ public class UnifiScanner {
     // Report: text for a terminal or cron mail, JSON for tools, HTML for a mail client
     // =====================================================================================
 
+    enum Format { TEXT, JSON, HTML }
+
     record Report(String controllerUrl, String kind, String model, String version, String site, String siteLabel, Instant from, Instant to,
                   Explained explained, Map<String, String> sources, Map<String, String> notes, int eventsRead, int malformed,
                   int requests, long bytesRead, ZoneId zone) {}
@@ -2298,6 +2367,289 @@ public class UnifiScanner {
         private static String days(long seconds) {
             if (seconds >= 86_400) return seconds / 86_400 + "d";
             return seconds >= 3600 ? seconds / 3600 + "h" : Math.max(1, seconds / 60) + "m";
+        }
+    }
+
+    // =====================================================================================
+    // Deliver: stdout, a report folder, mail, a webhook — all or nothing for the state cursor
+    // =====================================================================================
+
+    /** One place a report goes. A failure is a ScannerException whose message is one line naming the channel. */
+    interface Channel {
+        String name();
+
+        void deliver(Report report);
+    }
+
+    static final class Channels {
+        /** Stdout in one-shot mode, then every configured channel; the daemon delivers only to configured channels. */
+        static List<Channel> of(Config config, ScanOptions options, PrintStream out, Log log, boolean daemon) {
+            List<Channel> channels = new ArrayList<>();
+            if (!daemon) channels.add(new Stdout(out, options.format(), options.colour()));
+            Delivery d = config.delivery();
+            if (d.reportDir() != null) channels.add(new Files_(d.reportDir(), d.reportFormats(), d.retentionDays(), log));
+            if (d.smtp() != null) channels.add(new Email(d.smtp(), config, log));
+            if (d.webhookUrl() != null) channels.add(new Webhook(d.webhookUrl(), d.webhookFormat(), config, log));
+            return channels;
+        }
+
+        static String render(Report r, Format f, boolean colour) {
+            return switch (f) {
+                case TEXT -> Reports.text(r, colour);
+                case HTML -> Reports.html(r);
+                case JSON -> {
+                    try {
+                        yield JSON.writerWithDefaultPrettyPrinter().writeValueAsString(Reports.json(r)) + "\n";
+                    } catch (JsonProcessingException e) {
+                        throw new IllegalStateException(e);
+                    }
+                }
+            };
+        }
+
+        /** "[UniFi] 2 severe, 3 medium — Default — 2026-12-04" */
+        static String subject(Report r) {
+            Map<Severity, Long> counts = new java.util.EnumMap<>(Severity.class);
+            r.explained().findings().forEach(f -> counts.merge(f.severity(), 1L, Long::sum));
+            List<String> parts = new ArrayList<>();
+            for (Severity s : List.of(Severity.SEVERE, Severity.MEDIUM)) if (counts.containsKey(s)) parts.add(counts.get(s) + " " + s.word());
+            if (parts.isEmpty()) parts.add(counts.containsKey(Severity.LOW) ? counts.get(Severity.LOW) + " low" : "all quiet");
+            return "[UniFi] " + String.join(", ", parts) + " — " + r.siteLabel() + " — " + r.to().atZone(r.zone()).toLocalDate();
+        }
+
+        /** A few lines for chat: the subject, then the severe and medium titles. */
+        static String summary(Report r, int maxChars) {
+            StringBuilder b = new StringBuilder(subject(r).substring("[UniFi] ".length()));
+            for (Finding f : r.explained().findings()) {
+                if (f.severity() == Severity.LOW) continue;
+                String line = "\n• " + f.severity().word().toUpperCase(Locale.ROOT) + ": " + f.title();
+                if (b.length() + line.length() > maxChars - 40) {
+                    b.append("\n… and more (see the full report)");
+                    break;
+                }
+                b.append(line);
+            }
+            return b.toString();
+        }
+    }
+
+    static final class Stdout implements Channel {
+        private final PrintStream out;
+        private final Format format;
+        private final boolean colour;
+
+        Stdout(PrintStream out, Format format, boolean colour) {
+            this.out = out;
+            this.format = format;
+            this.colour = colour;
+        }
+
+        @Override public String name() { return "stdout"; }
+
+        @Override
+        public void deliver(Report report) {
+            out.print(Channels.render(report, format, colour));
+            out.flush();
+            if (out.checkError()) throw new ConnectionException("could not write the report to standard output");
+        }
+    }
+
+    /** unifi-report-<site>-<UTC time>.{txt,html,json}, written atomically; old files of this tool's naming are pruned. */
+    static final class Files_ implements Channel {
+        static final Pattern OURS = Pattern.compile("unifi-report-[A-Za-z0-9._-]+-\\d{8}T\\d{6}Z\\.(txt|html|json)");
+        static final DateTimeFormatter STAMP = DateTimeFormatter.ofPattern("yyyyMMdd'T'HHmmss'Z'").withZone(java.time.ZoneOffset.UTC);
+
+        private final Path dir;
+        private final List<Format> formats;
+        private final int retentionDays;
+        private final Log log;
+
+        Files_(Path dir, List<Format> formats, int retentionDays, Log log) {
+            this.dir = dir;
+            this.formats = formats;
+            this.retentionDays = retentionDays;
+            this.log = log;
+        }
+
+        @Override public String name() { return "report folder"; }
+
+        @Override
+        public void deliver(Report report) {
+            String base = "unifi-report-" + report.site().replaceAll("[^A-Za-z0-9._-]", "_") + "-" + STAMP.format(report.to());
+            try {
+                for (Format f : formats) {
+                    String ext = switch (f) { case TEXT -> "txt"; case HTML -> "html"; case JSON -> "json"; };
+                    writeAtomically(dir.resolve(base + "." + ext), Channels.render(report, f, false), "rw-r-----");
+                }
+            } catch (IOException e) {
+                throw new ConnectionException("could not write the report into " + dir + " (" + describeIo(e) + "): check UNIFI_REPORT_DIR and its permissions");
+            }
+            if (retentionDays > 0) prune(Instant.now().minus(Duration.ofDays(retentionDays)));
+        }
+
+        /** Deletes only files this tool named, and only when older than the retention. */
+        void prune(Instant before) {
+            try (var files = java.nio.file.Files.list(dir)) {
+                for (Path p : files.filter(p -> OURS.matcher(p.getFileName().toString()).matches()).toList()) {
+                    if (java.nio.file.Files.getLastModifiedTime(p).toInstant().isBefore(before)) {
+                        java.nio.file.Files.deleteIfExists(p);
+                        log.debug("deleted old report " + p);
+                    }
+                }
+            } catch (IOException e) {
+                log.warn("could not prune old reports in " + dir + " (" + describeIo(e) + ")");
+            }
+        }
+    }
+
+    /** Multipart text + HTML mail over SMTP (STARTTLS, implicit TLS or plain), with the shared retry policy. */
+    static final class Email implements Channel {
+        private final Smtp smtp;
+        private final Retry retry;
+        private final Duration timeout;
+        javax.net.ssl.SSLSocketFactory socketFactory; // null: the JVM's trusted CAs
+
+        Email(Smtp smtp, Config config, Log log) {
+            this.smtp = smtp;
+            this.retry = new Retry(config, log);
+            this.timeout = config.connectTimeout();
+            log.secret(smtp.password());
+        }
+
+        @Override public String name() { return "email"; }
+
+        @Override
+        public void deliver(Report report) {
+            String where = smtp.host() + ":" + smtp.port();
+            try {
+                jakarta.mail.internet.MimeMessage message = message(report);
+                retry.run("sending the report by mail via " + where, false, () -> {
+                    jakarta.mail.Transport.send(message);
+                    return Boolean.TRUE;
+                }, r -> false, Email::transient_);
+            } catch (jakarta.mail.AuthenticationFailedException e) {
+                throw new ConnectionException("the mail server " + where + " rejected UNIFI_SMTP_USERNAME/UNIFI_SMTP_PASSWORD");
+            } catch (Exception e) {
+                throw new ConnectionException("sending the report by mail via " + where + " failed: " + mailProblem(e));
+            }
+        }
+
+        jakarta.mail.internet.MimeMessage message(Report report) throws jakarta.mail.MessagingException {
+            java.util.Properties p = new java.util.Properties();
+            String proto = smtp.tls().equals("implicit") ? "smtps" : "smtp";
+            p.put("mail.transport.protocol", proto);
+            p.put("mail." + proto + ".host", smtp.host());
+            p.put("mail." + proto + ".port", String.valueOf(smtp.port()));
+            p.put("mail." + proto + ".connectiontimeout", String.valueOf(timeout.toMillis()));
+            p.put("mail." + proto + ".timeout", String.valueOf(timeout.multipliedBy(3).toMillis()));
+            p.put("mail." + proto + ".writetimeout", String.valueOf(timeout.multipliedBy(3).toMillis()));
+            p.put("mail." + proto + ".ssl.checkserveridentity", "true");
+            if (smtp.tls().equals("starttls")) {
+                p.put("mail.smtp.starttls.enable", "true");
+                p.put("mail.smtp.starttls.required", "true");
+            }
+            if (socketFactory != null) p.put("mail." + proto + ".ssl.socketFactory", socketFactory);
+            jakarta.mail.Authenticator auth = null;
+            if (smtp.username() != null) {
+                p.put("mail." + proto + ".auth", "true");
+                auth = new jakarta.mail.Authenticator() {
+                    @Override protected jakarta.mail.PasswordAuthentication getPasswordAuthentication() {
+                        return new jakarta.mail.PasswordAuthentication(smtp.username(), smtp.password());
+                    }
+                };
+            }
+            jakarta.mail.Session session = jakarta.mail.Session.getInstance(p, auth);
+            var m = new jakarta.mail.internet.MimeMessage(session);
+            m.setFrom(new jakarta.mail.internet.InternetAddress(smtp.from()));
+            for (String to : smtp.to()) m.addRecipient(jakarta.mail.Message.RecipientType.TO, new jakarta.mail.internet.InternetAddress(to));
+            m.setSubject(Channels.subject(report), "UTF-8");
+            m.setSentDate(java.util.Date.from(report.to()));
+            var text = new jakarta.mail.internet.MimeBodyPart();
+            text.setText(Channels.render(report, Format.TEXT, false), "UTF-8", "plain");
+            var html = new jakarta.mail.internet.MimeBodyPart();
+            html.setText(Channels.render(report, Format.HTML, false), "UTF-8", "html");
+            var body = new jakarta.mail.internet.MimeMultipart("alternative");
+            body.addBodyPart(text);
+            body.addBodyPart(html);
+            m.setContent(body);
+            m.saveChanges();
+            return m;
+        }
+
+        /** Connection trouble is retried; a refused login or address is not. */
+        private static boolean transient_(Throwable t) {
+            if (t instanceof jakarta.mail.AuthenticationFailedException || t instanceof jakarta.mail.SendFailedException) return false;
+            for (Throwable c = t; c != null; c = c.getCause()) {
+                if (c instanceof SSLException) return false;
+                if (c instanceof IOException) return true;
+            }
+            return false;
+        }
+
+        private static String mailProblem(Throwable e) {
+            for (Throwable c = e; c != null; c = c.getCause()) {
+                if (c instanceof SSLException) return "TLS failed (" + c.getMessage() + "); check UNIFI_SMTP_TLS and the server's certificate";
+                if (c instanceof ConnectException) return "connection refused";
+                if (c instanceof java.net.SocketTimeoutException) return "timed out";
+                if (c instanceof UnknownHostException) return "cannot resolve the host";
+            }
+            String m = e.getMessage();
+            return m == null ? e.getClass().getSimpleName() : m.lines().findFirst().orElse(m);
+        }
+    }
+
+    /** POSTs the report: the JSON document, or a Slack, Discord or ntfy message. The URL is a secret: never printed. */
+    static final class Webhook implements Channel {
+        private final String url, style;
+        private final Retry retry;
+        private final Duration timeout;
+        private final HttpClient http;
+        private final Log log;
+
+        Webhook(String url, String style, Config config, Log log) {
+            this.url = url;
+            this.style = style;
+            this.retry = new Retry(config, log);
+            this.timeout = config.connectTimeout();
+            this.log = log;
+            log.secret(url);
+            this.http = HttpClient.newBuilder().connectTimeout(timeout).followRedirects(HttpClient.Redirect.NORMAL).build();
+        }
+
+        @Override public String name() { return "webhook"; }
+
+        @Override
+        public void deliver(Report report) {
+            HttpRequest.Builder b = HttpRequest.newBuilder(URI.create(url)).timeout(timeout.multipliedBy(3))
+                    .header("User-Agent", "unifi-scanner/" + VERSION);
+            String body;
+            switch (style) {
+                case "slack" -> body = JSON.createObjectNode().put("text", Channels.summary(report, 3000)).toString();
+                case "discord" -> body = JSON.createObjectNode().put("content", Channels.summary(report, 2000)).put("username", NAME).toString();
+                case "ntfy" -> {
+                    body = Channels.summary(report, 4000);
+                    boolean severe = report.explained().findings().stream().anyMatch(f -> f.severity() == Severity.SEVERE);
+                    boolean medium = report.explained().findings().stream().anyMatch(f -> f.severity() == Severity.MEDIUM);
+                    b.header("Title", Channels.subject(report).replaceAll("[^\\x20-\\x7e]", "-"))
+                            .header("Priority", severe ? "5" : medium ? "4" : "3").header("Tags", severe ? "rotating_light" : "information_source");
+                }
+                default -> body = Reports.json(report).toString();
+            }
+            b.header("Content-Type", style.equals("ntfy") ? "text/plain; charset=utf-8" : "application/json");
+            HttpRequest request = b.POST(HttpRequest.BodyPublishers.ofString(body, StandardCharsets.UTF_8)).build();
+            Answer a;
+            try {
+                a = retry.run("delivering the report to the webhook", false, () -> {
+                    HttpResponse<byte[]> r = http.send(request, HttpResponse.BodyHandlers.ofByteArray());
+                    return new Answer("POST", "(webhook)", r.statusCode(), r.headers(), r.body());
+                }, r -> Retry.RETRIED_STATUS.contains(r.status()), f -> f instanceof IOException io && UnifiClient.retryable(io));
+            } catch (Exception e) {
+                throw new ConnectionException("delivering the report to the webhook (UNIFI_WEBHOOK_URL) failed: "
+                        + (e instanceof IOException io ? describeIo(io) : String.valueOf(e.getMessage())));
+            }
+            if (a.status() / 100 != 2)
+                throw new ConnectionException("the webhook (UNIFI_WEBHOOK_URL) answered HTTP " + a.status() + ": " + log.scrub(a.snippet())
+                        + (Retry.RETRIED_STATUS.contains(a.status()) ? " after " + retry.retriesText() : ""));
         }
     }
 
@@ -2546,22 +2898,21 @@ public class UnifiScanner {
     // The scan: one poll — connect, collect what is new, explain, report, remember
     // =====================================================================================
 
-    enum Format { TEXT, JSON, HTML }
-
     record ScanOptions(Format format, boolean always, Severity failOn, boolean sessionCache, boolean colour) {}
 
     static final class Scan {
         private final Config config;
         private final ScanOptions options;
         private final Log log;
-        private final PrintStream out, err;
+        private final PrintStream err;
+        private final List<Channel> channels;
 
-        Scan(Config config, ScanOptions options, Log log, PrintStream out, PrintStream err) {
+        Scan(Config config, ScanOptions options, Log log, PrintStream err, List<Channel> channels) {
             this.config = config;
             this.options = options;
             this.log = log;
-            this.out = out;
             this.err = err;
+            this.channels = channels;
         }
 
         int run(UnifiClient client, HealthFile health) {
@@ -2638,8 +2989,8 @@ public class UnifiScanner {
                 Report report = new Report(client.baseUrl(), client.describeKind(), info.model(), info.version(),
                         allSites ? "all" : sites.get(0).name(), allSites ? "all sites" : sites.get(0).display(), from, now, explained, sources, notes, read, malformed, client.requestCount(),
                         client.bytesRead(), zone);
-                banner(config, client).forEach(err::println);
-                write(report);
+                if (channels.stream().anyMatch(c -> c instanceof Stdout)) banner(config, client).forEach(err::println);
+                deliver(report);
             } else {
                 log.debug("nothing new since the last run: no report");
             }
@@ -2660,23 +3011,22 @@ public class UnifiScanner {
             return EXIT_OK;
         }
 
-        /** Writes the whole report; a failed write is an error and leaves the state where it was. */
-        private void write(Report report) {
-            String text = switch (options.format()) {
-                case TEXT -> Reports.text(report, options.colour());
-                case JSON -> {
-                    try {
-                        yield JSON.writerWithDefaultPrettyPrinter().writeValueAsString(Reports.json(report)) + "\n";
-                    } catch (JsonProcessingException e) {
-                        throw new IllegalStateException(e);
-                    }
+        /**
+         * Hands the report to every channel. Delivered means every channel succeeded; otherwise the failures (one
+         * line each, joined) are the error, and the state stays where it was so the next run sends them again.
+         */
+        private void deliver(Report report) {
+            List<String> failed = new ArrayList<>();
+            for (Channel c : channels) {
+                try {
+                    c.deliver(report);
+                    log.debug("report delivered: " + c.name());
+                } catch (ScannerException e) {
+                    failed.add(e.getMessage());
                 }
-                case HTML -> Reports.html(report);
-            };
-            out.print(text);
-            out.flush();
-            if (out.checkError())
-                throw new ConnectionException("could not write the report to standard output; nothing was marked as reported, so the next run reports it again");
+            }
+            if (!failed.isEmpty())
+                throw new ConnectionException(String.join("; ", failed) + " — nothing was marked as reported, so the next run delivers it again");
         }
 
         /** The newest event time of this run and the ids seen at exactly that millisecond. */
@@ -2900,7 +3250,7 @@ public class UnifiScanner {
             if (guard != null) guard.track(client, health);
             health.write(HealthFile.Status.STARTING, Map.of("mode", "scan"));
             try {
-                return new Scan(config, options, log, out, err).run(client, health);
+                return new Scan(config, options, log, err, Channels.of(config, options, out, log, false)).run(client, health);
             } catch (ScannerException e) {
                 String line = log.scrub(e.getMessage());
                 if (e.exitCode != EXIT_LOCKED) health.write(HealthFile.Status.UNHEALTHY, Map.of("mode", "scan", "error", line));
