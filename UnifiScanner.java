@@ -73,6 +73,7 @@ import java.util.Map;
 import java.util.Optional;
 import java.util.Set;
 import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CountDownLatch;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Flow;
@@ -2385,7 +2386,7 @@ public class UnifiScanner {
         /** Stdout in one-shot mode, then every configured channel; the daemon delivers only to configured channels. */
         static List<Channel> of(Config config, ScanOptions options, PrintStream out, Log log, boolean daemon) {
             List<Channel> channels = new ArrayList<>();
-            if (!daemon) channels.add(new Stdout(out, options.format(), options.colour()));
+            channels.add(daemon ? new LogSummary(log) : new Stdout(out, options.format(), options.colour()));
             Delivery d = config.delivery();
             if (d.reportDir() != null) channels.add(new Files_(d.reportDir(), d.reportFormats(), d.retentionDays(), log));
             if (d.smtp() != null) channels.add(new Email(d.smtp(), config, log));
@@ -2451,6 +2452,22 @@ public class UnifiScanner {
             out.print(Channels.render(report, format, colour));
             out.flush();
             if (out.checkError()) throw new ConnectionException("could not write the report to standard output");
+        }
+    }
+
+    /** The daemon's own record in its log (docker logs): the subject, then one line per severe or medium finding. */
+    static final class LogSummary implements Channel {
+        private final Log log;
+
+        LogSummary(Log log) { this.log = log; }
+
+        @Override public String name() { return "log"; }
+
+        @Override
+        public void deliver(Report report) {
+            log.info("report: " + Channels.subject(report));
+            for (Finding f : report.explained().findings())
+                if (f.severity() != Severity.LOW) log.info(f.severity().word() + ": " + f.title());
         }
     }
 
@@ -2536,8 +2553,8 @@ public class UnifiScanner {
 
         jakarta.mail.internet.MimeMessage message(Report report) throws jakarta.mail.MessagingException {
             java.util.Properties p = new java.util.Properties();
-            String proto = smtp.tls().equals("implicit") ? "smtps" : "smtp";
-            p.put("mail.transport.protocol", proto);
+            String proto = "smtp";
+            if (smtp.tls().equals("implicit")) p.put("mail.smtp.ssl.enable", "true");
             p.put("mail." + proto + ".host", smtp.host());
             p.put("mail." + proto + ".port", String.valueOf(smtp.port()));
             p.put("mail." + proto + ".connectiontimeout", String.valueOf(timeout.toMillis()));
@@ -2930,7 +2947,8 @@ public class UnifiScanner {
             }
         }
 
-        private int poll(UnifiClient client, StateStore state, HealthFile health) {
+        int poll(UnifiClient client, StateStore state, HealthFile health) {
+            if (client.baseUrl() == null) client.detect();
             client.authenticate();
             List<Site> all = client.sites();
             boolean allSites = "all".equalsIgnoreCase(String.valueOf(config.site()));
@@ -3056,6 +3074,100 @@ public class UnifiScanner {
         }
     }
 
+    /**
+     * --daemon: one poll every interval, timed from the start of the previous poll; ticks missed by a long poll are
+     * skipped, not bunched. One session for the daemon's life (a 401 logs in again). A failed poll marks the health
+     * file unhealthy and waits longer before the next (1, 2, 4, up to 8 intervals); the daemon never exits for it.
+     */
+    static final class Daemon {
+        static final Duration MIN_INTERVAL = Duration.ofMinutes(1);
+        static final Duration GRACE = Duration.ofSeconds(5);
+
+        private final Scan scan;
+        private final Config config;
+        private final Duration interval;
+        private final Log log;
+        private final CountDownLatch done = new CountDownLatch(1);
+        private final Object sleeper = new Object();
+        private volatile boolean stopping, polling;
+        private volatile Thread thread;
+
+        Daemon(Scan scan, Config config, Duration interval, Log log) {
+            this.scan = scan;
+            this.config = config;
+            this.interval = interval;
+            this.log = log;
+        }
+
+        int run(UnifiClient client, HealthFile health) {
+            thread = Thread.currentThread();
+            try (StateStore state = StateStore.open(config.stateFile(), log)) {
+                log.info("daemon started: polling every " + Durations.format(interval));
+                int failures = 0;
+                while (!stopping) {
+                    Instant started = Instant.now();
+                    polling = true;
+                    try {
+                        scan.poll(client, state, health);
+                        failures = 0;
+                    } catch (ScannerException e) {
+                        if (stopping) break;
+                        failures++;
+                        String line = log.scrub(e.getMessage());
+                        health.write(HealthFile.Status.UNHEALTHY, Map.of("mode", "daemon", "error", line, "failedPolls", String.valueOf(failures)));
+                        log.error("poll failed: " + line);
+                    } finally {
+                        polling = false;
+                        Thread.interrupted(); // an interrupt meant for the poll must not cut the sleep short
+                    }
+                    Instant next = nextPoll(started, interval, Instant.now(), failures);
+                    if (failures > 0) log.info("next poll at " + next.truncatedTo(ChronoUnit.SECONDS));
+                    sleepUntil(next);
+                }
+                log.info("daemon stopped");
+                return EXIT_OK;
+            } finally {
+                done.countDown();
+            }
+        }
+
+        /** The next tick after {@code now} on the grid started + k × interval; after failures the step grows (×2, up to ×8). */
+        static Instant nextPoll(Instant started, Duration interval, Instant now, int failures) {
+            Duration step = interval.multipliedBy(failures == 0 ? 1 : Math.min(8, 1L << Math.min(3, failures - 1)));
+            Instant next = started.plus(step);
+            while (!next.isAfter(now)) next = next.plus(interval);
+            return next;
+        }
+
+        private void sleepUntil(Instant next) {
+            synchronized (sleeper) {
+                long ms;
+                while (!stopping && (ms = Duration.between(Instant.now(), next).toMillis()) > 0) {
+                    try {
+                        sleeper.wait(ms);
+                    } catch (InterruptedException e) {
+                        return;
+                    }
+                }
+            }
+        }
+
+        /** From the signal handler: wake the sleep, give a poll in flight a few seconds, then abandon it. */
+        void stop() {
+            stopping = true;
+            synchronized (sleeper) { sleeper.notifyAll(); }
+            try {
+                if (polling && !done.await(GRACE.toMillis(), TimeUnit.MILLISECONDS)) {
+                    Thread t = thread;
+                    if (t != null) t.interrupt();
+                }
+                done.await(GRACE.toMillis(), TimeUnit.MILLISECONDS);
+            } catch (InterruptedException ignored) {
+                Thread.currentThread().interrupt();
+            }
+        }
+    }
+
     // =====================================================================================
     // Banner
     // =====================================================================================
@@ -3081,17 +3193,22 @@ public class UnifiScanner {
         private volatile boolean finished;
         private volatile UnifiClient client;
         private volatile HealthFile health;
+        private volatile Daemon daemon;
 
         void track(UnifiClient client, HealthFile health) {
             this.client = client;
             this.health = health;
         }
 
+        void track(Daemon daemon) { this.daemon = daemon; }
+
         void finished() { finished = true; }
 
         /** Runs on SIGINT/SIGTERM (JVM shutdown hook); the JVM then exits 130/143. */
         void onSignal() {
             if (finished) return;
+            Daemon d = daemon;
+            if (d != null) d.stop();
             HealthFile h = health;
             if (h != null) h.remove();
             UnifiClient c = client;
@@ -3118,6 +3235,9 @@ public class UnifiScanner {
 
         @Option(names = "--demo", description = "Scan the built-in demo controller (no setup needed) and print its report.")
         boolean demo;
+
+        @Option(names = "--daemon", description = "Keep running: poll every UNIFI_POLL_INTERVAL (at least 1m) and deliver to the configured channels.")
+        boolean daemon;
 
         @Option(names = "--test", description = "Check the configuration and the connection (detect, log in, pick the site, read sysinfo, log out), then exit.")
         boolean test;
@@ -3225,7 +3345,8 @@ public class UnifiScanner {
             }
             log.configure(config.logLevel(), config.logJson());
             log.debug("configuration: " + config);
-            return test ? connectionCheck(config) : scan(config, options, new UnifiClient(config, log));
+            if (test) return connectionCheck(config);
+            return daemon ? daemon(config, options) : scan(config, options, new UnifiClient(config, log));
         }
 
         private ScanOptions scanOptions() {
@@ -3255,6 +3376,30 @@ public class UnifiScanner {
                 String line = log.scrub(e.getMessage());
                 if (e.exitCode != EXIT_LOCKED) health.write(HealthFile.Status.UNHEALTHY, Map.of("mode", "scan", "error", line));
                 err.println("unifi-scanner: " + line);
+                return e.exitCode;
+            }
+        }
+
+        /** --daemon: polls until SIGTERM/SIGINT; the signal handler stops it, logs out and removes the health file. */
+        private int daemon(Config config, ScanOptions options) {
+            if (config.pollInterval().compareTo(Daemon.MIN_INTERVAL) < 0) {
+                err.println("unifi-scanner: poll-interval " + Durations.format(config.pollInterval())
+                        + " is too short for --daemon: at least 1m (consoles lock out accounts that log in too often)");
+                return EXIT_CONFIG;
+            }
+            UnifiClient client = new UnifiClient(config, log);
+            HealthFile health = new HealthFile(config.healthFile(), log);
+            List<Channel> channels = Channels.of(config, options, out, log, true);
+            Daemon d = new Daemon(new Scan(config, options, log, err, channels), config, config.pollInterval(), log);
+            if (guard != null) {
+                guard.track(client, health);
+                guard.track(d);
+            }
+            health.write(HealthFile.Status.STARTING, Map.of("mode", "daemon"));
+            try {
+                return d.run(client, health);
+            } catch (ScannerException e) { // only the lock: every poll failure is survived
+                err.println("unifi-scanner: " + log.scrub(e.getMessage()));
                 return e.exitCode;
             }
         }

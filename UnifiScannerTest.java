@@ -6,6 +6,7 @@
 //DEPS org.junit.platform:junit-platform-launcher
 //DEPS com.squareup.okhttp3:mockwebserver3:5.3.2
 //DEPS com.squareup.okhttp3:okhttp-tls:5.3.2
+//DEPS com.icegreen:greenmail:2.1.2
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -1686,6 +1687,284 @@ public class UnifiScannerTest {
             env.put("UNIFI_STATE_FILE", dir.resolve("fresh/state.json").toString());
             env.put("UNIFI_INITIAL_LOOKBACK_HOURS", "48");
             assertEquals(1, JSON.readTree(scan("--format", "json").out()).path("findings").size());
+        }
+    }
+
+
+    // =====================================================================================
+    // Operations: daemon, delivery channels
+    // =====================================================================================
+
+    @Nested
+    class Daemon extends WithDemo {
+        @Test
+        void pollsAreTimedFromTheStartOfThePreviousPollAndMissedTicksAreSkipped() {
+            Instant t0 = Instant.parse("2026-12-04T12:00:00Z");
+            Duration five = Duration.ofMinutes(5);
+            assertEquals(t0.plus(five), UnifiScanner.Daemon.nextPoll(t0, five, t0.plusSeconds(20), 0), "a 20 s poll does not push the next one back");
+            assertEquals(t0.plus(Duration.ofMinutes(15)), UnifiScanner.Daemon.nextPoll(t0, five, t0.plus(Duration.ofMinutes(12)), 0), "a 12 min poll skips two ticks");
+            assertEquals(t0.plus(five), UnifiScanner.Daemon.nextPoll(t0, five, t0.plusSeconds(1), 1), "the first failure waits one interval");
+            assertEquals(t0.plus(Duration.ofMinutes(20)), UnifiScanner.Daemon.nextPoll(t0, five, t0.plusSeconds(1), 3), "then 2, 4 …");
+            assertEquals(t0.plus(Duration.ofMinutes(40)), UnifiScanner.Daemon.nextPoll(t0, five, t0.plusSeconds(1), 9), "… up to 8 intervals");
+        }
+
+        UnifiScanner.Daemon daemon(Duration interval, ByteArrayOutputStream logs) {
+            var config = config(env);
+            var log = new UnifiScanner.Log(new PrintStream(logs, true));
+            var options = new UnifiScanner.ScanOptions(UnifiScanner.Format.TEXT, false, null, false, false);
+            var scan = new UnifiScanner.Scan(config, options, log, new PrintStream(logs, true), UnifiScanner.Channels.of(config, options, System.out, log, true));
+            return new UnifiScanner.Daemon(scan, config, interval, log);
+        }
+
+        @Test
+        void severalPollsShareOneLoginAndAFailedPollDoesNotStopTheDaemon() throws Exception {
+            start(UnifiScanner.DemoController.realisticDay(Instant.now()), false);
+            env.put("UNIFI_SITE", "warehouse"); // not there yet: the first polls fail
+            ByteArrayOutputStream logs = new ByteArrayOutputStream();
+            var d = daemon(Duration.ofMillis(150), logs);
+            var client = new UnifiScanner.UnifiClient(config(env), new UnifiScanner.Log(new PrintStream(new ByteArrayOutputStream())));
+            var health = new UnifiScanner.HealthFile(dir.resolve("health"), new UnifiScanner.Log(new PrintStream(new ByteArrayOutputStream())));
+            ExecutorService pool = Executors.newSingleThreadExecutor();
+            try {
+                Future<Integer> running = pool.submit(() -> d.run(client, health));
+                waitFor(() -> logs.toString().contains("poll failed: no site 'warehouse'"), "a failed poll");
+                assertEquals("unhealthy", JSON.readTree(Files.readString(dir.resolve("health"))).path("status").asText());
+                demo.sites.put("warehouse", "Warehouse");
+                waitFor(() -> requests("/api/s/warehouse/stat/device").size() >= 2, "two successful polls");
+                assertEquals("healthy", JSON.readTree(Files.readString(dir.resolve("health"))).path("status").asText());
+                assertFalse(running.isDone(), "still running");
+                d.stop();
+                assertEquals(0, running.get(10, TimeUnit.SECONDS));
+            } finally {
+                pool.shutdownNow();
+            }
+            assertEquals(1, demo.logins(), "one login for all polls");
+            assertTrue(logs.toString().contains("INFO report: [UniFi] "), "the daemon logs each report:\n" + logs);
+            assertTrue(logs.toString().contains("INFO severe: Garage AP keeps dropping off the network"), logs.toString());
+            assertEquals(1, logs.toString().lines().filter(l -> l.contains("INFO report:")).count(), "nothing new, nothing logged the second time");
+        }
+
+        @Test
+        void aTooShortIntervalIsRefused() {
+            start(dataset(List.of()), false);
+            env.put("UNIFI_POLL_INTERVAL", "20s");
+            Run r = scan("--daemon");
+            assertEquals(1, r.code());
+            assertTrue(r.err().contains("too short for --daemon: at least 1m"), r.err());
+        }
+
+        @Test
+        void sigtermStopsTheDaemonLogsOutRemovesTheHealthFileAndExits143() throws Exception {
+            start(UnifiScanner.DemoController.realisticDay(Instant.now()), false);
+            env.put("UNIFI_POLL_INTERVAL", "1m");
+            ProcessBuilder pb = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                    "-cp", System.getProperty("java.class.path"), "UnifiScanner", "--daemon");
+            pb.environment().keySet().removeIf(k -> k.startsWith("UNIFI_") || k.equals("CONFIG_PATH"));
+            pb.environment().putAll(env);
+            Path output = dir.resolve("daemon-output.txt");
+            pb.redirectErrorStream(true).redirectOutput(output.toFile());
+            Process p = pb.start();
+            try {
+                waitFor(() -> Files.exists(dir.resolve("health")) && Files.readString(dir.resolve("health")).contains("\"healthy\""), "a healthy poll");
+                assertEquals(0, new ProcessBuilder("kill", "-TERM", String.valueOf(p.pid())).start().waitFor());
+                assertTrue(p.waitFor(20, TimeUnit.SECONDS), "exited");
+                assertEquals(143, p.exitValue(), Files.readString(output));
+                assertFalse(Files.exists(dir.resolve("health")), "health file removed");
+                assertEquals(1, requests("/api/auth/logout").size(), "logged out");
+                assertTrue(Files.readString(output).contains("daemon stopped"), Files.readString(output));
+            } finally {
+                p.destroyForcibly();
+            }
+        }
+    }
+
+    interface Check { boolean ok() throws Exception; }
+
+    static void waitFor(Check check, String what) throws Exception {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(30);
+        while (System.nanoTime() < deadline) {
+            if (check.ok()) return;
+            Thread.sleep(25);
+        }
+        fail("timed out waiting for " + what);
+    }
+
+    @Nested
+    class Delivering extends WithDemo {
+        ObjectNode loop() { return event("loop", Instant.now().minusSeconds(120), "EVT_SW_LoopDetected").put("sw", "aa:00:00:00:00:21").put("sw_name", "Rack Switch"); }
+
+        @Test
+        void reportFilesAreWrittenInEachFormatAndOnlyOurOldFilesArePruned() throws Exception {
+            start(dataset(List.of(loop())), false);
+            Path reports = dir.resolve("reports");
+            Files.createDirectories(reports);
+            Path oldOurs = Files.writeString(reports.resolve("unifi-report-default-20250101T000000Z.txt"), "old");
+            Path oldTheirs = Files.writeString(reports.resolve("notes.txt"), "keep me");
+            Path recentOurs = Files.writeString(reports.resolve("unifi-report-default-20261201T000000Z.json"), "{}");
+            for (Path p : List.of(oldOurs, oldTheirs)) Files.setLastModifiedTime(p, java.nio.file.attribute.FileTime.from(Instant.now().minus(Duration.ofDays(40))));
+            env.put("UNIFI_REPORT_DIR", reports.toString());
+            Run r = scan();
+            assertEquals(0, r.code(), r.err());
+            List<String> names;
+            try (var files = Files.list(reports)) { names = files.map(p -> p.getFileName().toString()).sorted().toList(); }
+            assertFalse(names.contains(oldOurs.getFileName().toString()), "our 40-day-old report is gone: " + names);
+            assertTrue(names.contains("notes.txt") && names.contains(recentOurs.getFileName().toString()), names.toString());
+            for (String ext : List.of("txt", "html", "json")) {
+                String name = names.stream().filter(n -> n.matches("unifi-report-default-\\d{8}T\\d{6}Z\\." + ext) && !n.equals(recentOurs.getFileName().toString())).findFirst().orElseThrow(() -> new AssertionError(ext + " in " + names));
+                String content = Files.readString(reports.resolve(name));
+                assertTrue(content.contains("network loop"), name);
+            }
+            assertTrue(r.out().contains("network loop"), "stdout still gets it in one-shot mode");
+        }
+
+        @Test
+        void aFailedChannelLeavesTheCursorSoTheSameFindingsComeAgain() throws Exception {
+            start(dataset(List.of(loop())), false);
+            Path notADir = Files.writeString(dir.resolve("a-file"), "x");
+            env.put("UNIFI_REPORT_DIR", notADir.resolve("reports").toString());
+            Run failed = scan();
+            assertEquals(2, failed.code());
+            assertTrue(failed.err().contains("could not write the report into") && failed.err().contains("UNIFI_REPORT_DIR"), failed.err());
+            assertEquals(1, failed.err().lines().filter(l -> l.startsWith("unifi-scanner:")).count(), failed.err());
+            env.put("UNIFI_REPORT_DIR", dir.resolve("reports").toString());
+            Run again = scan();
+            assertEquals(0, again.code(), again.err());
+            assertTrue(again.out().contains("network loop"), "not lost");
+        }
+
+        @Test
+        void webhookGetsTheJsonReportAndRetriesA5xxButNotA4xx() throws Exception {
+            start(dataset(List.of(loop())), false);
+            try (MockWebServer hook = new MockWebServer()) {
+                hook.enqueue(answer(503, "busy").build());
+                hook.enqueue(answer(200, "ok").build());
+                hook.start();
+                env.put("UNIFI_WEBHOOK_URL", hook.url("/hooks/T0KEN-s3cret").toString());
+                Run r = scan();
+                assertEquals(0, r.code(), r.err());
+                assertEquals(2, hook.getRequestCount(), "the 503 was retried");
+                hook.takeRequest();
+                RecordedRequest delivered = hook.takeRequest();
+                JsonNode body = JSON.readTree(delivered.getBody().utf8());
+                assertTrue(body.path("findings").path(0).path("title").asText().contains("network loop"), body.toString());
+                assertEquals("application/json", delivered.getHeaders().get("Content-Type"));
+                assertFalse(r.all().contains("T0KEN-s3cret"), "the webhook URL is a secret");
+            }
+        }
+
+        @Test
+        void aWebhook4xxIsNotRetriedAndIsOneLine() throws Exception {
+            start(dataset(List.of(loop())), false);
+            try (MockWebServer hook = new MockWebServer()) {
+                hook.enqueue(answer(400, "{\"error\":\"invalid_payload\"}").build());
+                hook.start();
+                env.put("UNIFI_WEBHOOK_URL", hook.url("/hooks/T0KEN-s3cret").toString());
+                Run r = scan();
+                assertEquals(2, r.code());
+                assertEquals(1, hook.getRequestCount());
+                assertTrue(r.err().contains("the webhook (UNIFI_WEBHOOK_URL) answered HTTP 400"), r.err());
+                assertFalse(r.all().contains("T0KEN-s3cret"));
+            }
+        }
+
+        @Test
+        void slackDiscordAndNtfyGetTheirOwnShapes() throws Exception {
+            start(dataset(List.of(loop())), false);
+            try (MockWebServer hook = new MockWebServer()) {
+                for (int i = 0; i < 3; i++) hook.enqueue(answer(200, "ok").build());
+                hook.start();
+                env.put("UNIFI_WEBHOOK_URL", hook.url("/hook").toString());
+                env.put("UNIFI_WEBHOOK_FORMAT", "slack");
+                assertEquals(0, scan("--always").code());
+                JsonNode slack = JSON.readTree(hook.takeRequest().getBody().utf8());
+                assertTrue(slack.path("text").asText().startsWith("1 severe — default (Default) — "), slack.toString());
+                assertTrue(slack.path("text").asText().contains("• SEVERE: A network loop was detected on Rack Switch"), slack.toString());
+                env.put("UNIFI_WEBHOOK_FORMAT", "discord");
+                env.put("UNIFI_STATE_FILE", dir.resolve("discord/state.json").toString());
+                assertEquals(0, scan("--always").code());
+                JsonNode discord = JSON.readTree(hook.takeRequest().getBody().utf8());
+                assertTrue(discord.path("content").asText().contains("network loop") && discord.path("content").asText().length() <= 2000);
+                env.put("UNIFI_WEBHOOK_FORMAT", "ntfy");
+                env.put("UNIFI_STATE_FILE", dir.resolve("ntfy/state.json").toString());
+                assertEquals(0, scan("--always").code());
+                RecordedRequest ntfy = hook.takeRequest();
+                assertEquals("5", ntfy.getHeaders().get("Priority"));
+                assertTrue(ntfy.getHeaders().get("Title").startsWith("[UniFi] 1 severe"), ntfy.getHeaders().get("Title"));
+                assertTrue(ntfy.getBody().utf8().contains("network loop"));
+            }
+        }
+
+        @Test
+        void mailIsMultipartTextAndHtmlToEveryRecipient() throws Exception {
+            start(dataset(List.of(loop())), false);
+            var greenMail = new com.icegreen.greenmail.util.GreenMail(new com.icegreen.greenmail.util.ServerSetup(0, "127.0.0.1", "smtp"));
+            greenMail.start();
+            try {
+                greenMail.setUser("scanner@example.net", "scanner", "mail-s3cret");
+                env.putAll(Map.of("UNIFI_SMTP_HOST", "127.0.0.1", "UNIFI_SMTP_PORT", String.valueOf(greenMail.getSmtp().getPort()), "UNIFI_SMTP_TLS", "none",
+                        "UNIFI_SMTP_USERNAME", "scanner", "UNIFI_SMTP_PASSWORD", "mail-s3cret",
+                        "UNIFI_EMAIL_FROM", "scanner@example.net", "UNIFI_EMAIL_TO", "ops@example.net, alex@example.net"));
+                Run r = scan();
+                assertEquals(0, r.code(), r.err());
+                assertTrue(greenMail.waitForIncomingEmail(10_000, 2));
+                var messages = greenMail.getReceivedMessages();
+                assertEquals(2, messages.length, "one delivery per recipient");
+                var m = messages[0];
+                assertEquals("[UniFi] 1 severe — default (Default) — " + java.time.LocalDate.now(ZoneOffset.UTC), m.getSubject());
+                assertEquals("scanner@example.net", m.getFrom()[0].toString());
+                assertEquals("ops@example.net, alex@example.net", m.getHeader("To", ", "));
+                var multipart = (jakarta.mail.internet.MimeMultipart) m.getContent();
+                assertTrue(multipart.getContentType().startsWith("multipart/alternative"));
+                assertTrue(multipart.getBodyPart(0).isMimeType("text/plain") && multipart.getBodyPart(0).getContent().toString().contains("network loop"));
+                assertTrue(multipart.getBodyPart(1).isMimeType("text/html") && multipart.getBodyPart(1).getContent().toString().contains("<!DOCTYPE html>"));
+                assertFalse(r.all().contains("mail-s3cret"));
+            } finally {
+                greenMail.stop();
+            }
+        }
+
+        @Test
+        void mailOverImplicitTlsIsVerifiedAgainstTheServersCertificate() throws Exception {
+            start(dataset(List.of(loop())), false);
+            // the mail server's own certificate, for 127.0.0.1, as GreenMail's keystore
+            HeldCertificate mailCert = new HeldCertificate.Builder().commonName("127.0.0.1").addSubjectAlternativeName("127.0.0.1").rsa2048().build();
+            KeyStore serverKeys = KeyStore.getInstance("PKCS12");
+            serverKeys.load(null, null);
+            serverKeys.setKeyEntry("greenmail", mailCert.keyPair().getPrivate(), "changeit".toCharArray(), new java.security.cert.Certificate[]{mailCert.certificate()});
+            Path keystore = dir.resolve("mail.p12");
+            try (var outStream = Files.newOutputStream(keystore)) { serverKeys.store(outStream, "changeit".toCharArray()); }
+            System.setProperty("greenmail.tls.keystore.file", keystore.toString());
+            System.setProperty("greenmail.tls.keystore.password", "changeit");
+            System.setProperty("greenmail.tls.key.password", "changeit");
+            var greenMail = new com.icegreen.greenmail.util.GreenMail(new com.icegreen.greenmail.util.ServerSetup(0, "127.0.0.1", "smtps"));
+            greenMail.start();
+            try {
+                env.putAll(Map.of("UNIFI_SMTP_HOST", "127.0.0.1", "UNIFI_SMTP_PORT", String.valueOf(greenMail.getSmtps().getPort()), "UNIFI_SMTP_TLS", "implicit",
+                        "UNIFI_EMAIL_FROM", "scanner@example.net", "UNIFI_EMAIL_TO", "ops@example.net", "UNIFI_MAX_RETRIES", "0"));
+                Run untrusted = scan();
+                assertEquals(2, untrusted.code(), "GreenMail's self-signed certificate is not trusted by default");
+                assertTrue(untrusted.err().contains("TLS failed"), untrusted.err());
+                // the real channel, with the server's certificate trusted
+                var config = config(env);
+                var log = new UnifiScanner.Log(new PrintStream(new ByteArrayOutputStream()));
+                var email = new UnifiScanner.Email(config.delivery().smtp(), config, log);
+                KeyStore trusted = KeyStore.getInstance(KeyStore.getDefaultType());
+                trusted.load(null, null);
+                trusted.setCertificateEntry("mail", mailCert.certificate());
+                TrustManagerFactory tmf = TrustManagerFactory.getInstance(TrustManagerFactory.getDefaultAlgorithm());
+                tmf.init(trusted);
+                javax.net.ssl.SSLContext ctx = javax.net.ssl.SSLContext.getInstance("TLS");
+                ctx.init(null, tmf.getTrustManagers(), null);
+                email.socketFactory = ctx.getSocketFactory();
+                var report = new UnifiScanner.Report("https://unifi", "classic Network application", null, "9.0.114", "default", "Default",
+                        Instant.now().minusSeconds(60), Instant.now(), new UnifiScanner.Explained(List.of(), List.of(), Map.of(), Map.of()),
+                        Map.of(), Map.of(), 0, 0, 0, 0, ZoneOffset.UTC);
+                email.deliver(report);
+                assertTrue(greenMail.waitForIncomingEmail(10_000, 1));
+                assertEquals("[UniFi] all quiet — Default — " + java.time.LocalDate.now(ZoneOffset.UTC), greenMail.getReceivedMessages()[0].getSubject());
+            } finally {
+                greenMail.stop();
+            }
         }
     }
 
