@@ -21,7 +21,7 @@ RUN useradd --system --uid 10001 --create-home --home-dir /home/scanner scanner 
  && chown scanner /data
 COPY --from=build /out/jre /opt/jre
 COPY --from=build /out/app /opt/unifi-scanner
-ENV JAVA_TOOL_OPTIONS="-XX:+UseSerialGC -XX:MaxRAMPercentage=75" \
+ENV JAVA_TOOL_OPTIONS="-XX:+UseSerialGC -XX:MaxRAMPercentage=75 -Dfile.encoding=UTF-8 -Dsun.stdout.encoding=UTF-8 -Dsun.stderr.encoding=UTF-8" \
     UNIFI_STATE_FILE=/data/state.json \
     UNIFI_REPORT_DIR=/data/reports \
     UNIFI_HEALTH_FILE=/tmp/unifi-scanner-health

@@ -1,6 +1,7 @@
 ///usr/bin/env jbang "$0" "$@" ; exit $?
 //JAVA 17+
-//JAVA_OPTIONS -XX:+UseSerialGC -Xms16m
+//JAVA_OPTIONS -XX:+UseSerialGC -Xms16m -Dfile.encoding=UTF-8 -Dsun.stdout.encoding=UTF-8 -Dsun.stderr.encoding=UTF-8
+//COMPILE_OPTIONS -encoding UTF-8
 //DEPS info.picocli:picocli:4.7.7
 //DEPS dev.failsafe:failsafe:3.3.2
 //DEPS com.fasterxml.jackson.core:jackson-databind:2.20.1

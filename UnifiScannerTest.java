@@ -1,6 +1,8 @@
 ///usr/bin/env jbang "$0" "$@" ; exit $?
 //JAVA 17+
 //SOURCES UnifiScanner.java
+//COMPILE_OPTIONS -encoding UTF-8
+//JAVA_OPTIONS -Dfile.encoding=UTF-8
 //DEPS org.junit:junit-bom:5.14.4@pom
 //DEPS org.junit.jupiter:junit-jupiter
 //DEPS org.junit.platform:junit-platform-launcher
