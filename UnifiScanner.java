@@ -2389,7 +2389,7 @@ public class UnifiScanner {
             List<Channel> channels = new ArrayList<>();
             channels.add(daemon ? new LogSummary(log) : new Stdout(out, options.format(), options.colour()));
             Delivery d = config.delivery();
-            if (d.reportDir() != null) channels.add(new Files_(d.reportDir(), d.reportFormats(), d.retentionDays(), log));
+            if (d.reportDir() != null) channels.add(new ReportFolder(d.reportDir(), d.reportFormats(), d.retentionDays(), log));
             if (d.smtp() != null) channels.add(new Email(d.smtp(), config, log));
             if (d.webhookUrl() != null) channels.add(new Webhook(d.webhookUrl(), d.webhookFormat(), config, log));
             return channels;
@@ -2473,7 +2473,7 @@ public class UnifiScanner {
     }
 
     /** unifi-report-<site>-<UTC time>.{txt,html,json}, written atomically; old files of this tool's naming are pruned. */
-    static final class Files_ implements Channel {
+    static final class ReportFolder implements Channel {
         static final Pattern OURS = Pattern.compile("unifi-report-[A-Za-z0-9._-]+-\\d{8}T\\d{6}Z\\.(txt|html|json)");
         static final DateTimeFormatter STAMP = DateTimeFormatter.ofPattern("yyyyMMdd'T'HHmmss'Z'").withZone(java.time.ZoneOffset.UTC);
 
@@ -2482,7 +2482,7 @@ public class UnifiScanner {
         private final int retentionDays;
         private final Log log;
 
-        Files_(Path dir, List<Format> formats, int retentionDays, Log log) {
+        ReportFolder(Path dir, List<Format> formats, int retentionDays, Log log) {
             this.dir = dir;
             this.formats = formats;
             this.retentionDays = retentionDays;
@@ -2507,10 +2507,10 @@ public class UnifiScanner {
 
         /** Deletes only files this tool named, and only when older than the retention. */
         void prune(Instant before) {
-            try (var files = java.nio.file.Files.list(dir)) {
+            try (var files = Files.list(dir)) {
                 for (Path p : files.filter(p -> OURS.matcher(p.getFileName().toString()).matches()).toList()) {
-                    if (java.nio.file.Files.getLastModifiedTime(p).toInstant().isBefore(before)) {
-                        java.nio.file.Files.deleteIfExists(p);
+                    if (Files.getLastModifiedTime(p).toInstant().isBefore(before)) {
+                        Files.deleteIfExists(p);
                         log.debug("deleted old report " + p);
                     }
                 }
@@ -2544,7 +2544,7 @@ public class UnifiScanner {
                 retry.run("sending the report by mail via " + where, false, () -> {
                     jakarta.mail.Transport.send(message);
                     return Boolean.TRUE;
-                }, r -> false, Email::transient_);
+                }, r -> false, Email::retryable);
             } catch (jakarta.mail.AuthenticationFailedException e) {
                 throw new ConnectionException("the mail server " + where + " rejected UNIFI_SMTP_USERNAME/UNIFI_SMTP_PASSWORD");
             } catch (Exception e) {
@@ -2595,7 +2595,7 @@ public class UnifiScanner {
         }
 
         /** Connection trouble is retried; a refused login or address is not. */
-        private static boolean transient_(Throwable t) {
+        private static boolean retryable(Throwable t) {
             if (t instanceof jakarta.mail.AuthenticationFailedException || t instanceof jakarta.mail.SendFailedException) return false;
             for (Throwable c = t; c != null; c = c.getCause()) {
                 if (c instanceof SSLException) return false;
