@@ -1138,12 +1138,10 @@ public class UnifiScanner {
 
         // ---- retries ----------------------------------------------------------------------
 
-        private interface Attempt<T> { T run() throws IOException; }
-
         /** Runs an attempt under the retry policy; a transport failure that outlasts it becomes a one-line error. */
-        private <T> T withRetry(String what, boolean isLogin, Attempt<T> attempt, java.util.function.Predicate<T> retryResult) {
+        private <T> T withRetry(String what, boolean isLogin, Retry.Attempt<T> attempt, java.util.function.Predicate<T> retryResult) {
             try {
-                return retry.run(what, isLogin, attempt::run, retryResult, f -> f instanceof IOException io && retryable(io));
+                return retry.run(what, isLogin, attempt, retryResult, f -> f instanceof IOException io && retryable(io));
             } catch (IOException e) {
                 throw transportError(e, what);
             } catch (ScannerException e) {
@@ -1341,9 +1339,9 @@ public class UnifiScanner {
 
     record Subsystem(String site, String name, String status) {}
 
-    /** What one site gave: events and alerts (when collected as a batch), snapshots, and how each source fared. */
-    record Collection(List<Event> events, List<IpsAlert> ips, List<Device> devices, List<Subsystem> health,
-                      Map<String, String> sources, Map<String, String> notes, int malformed, int recordsRead) {}
+    /** What one site gave besides its events (which streamed into the sink): snapshots, and how each source fared. */
+    record SiteSnapshot(List<Device> devices, List<Subsystem> health, Map<String, String> sources, Map<String, String> notes,
+                        int malformed, int recordsRead) {}
 
     static final class Collector {
         static final int V1_PAGE = 3000, V2_PAGE = 1000, IPS_LIMIT = 10_000;
@@ -1373,7 +1371,7 @@ public class UnifiScanner {
          * Reads one site: alarms, IPS alerts and events since {@code from} (inclusive) stream into the sink; devices
          * and subsystem health (snapshots) come back with the per-source outcome.
          */
-        Collection collect(String site, Instant from, Instant to, Sink sink) {
+        SiteSnapshot collect(String site, Instant from, Instant to, Sink sink) {
             malformed = 0;
             read = 0;
             Map<String, String> sources = new LinkedHashMap<>(), notes = new LinkedHashMap<>();
@@ -1403,7 +1401,7 @@ public class UnifiScanner {
             pendingAlarms.values().forEach(sink::event);
             source("devices", "Devices", sources, notes, () -> devices.addAll(devices(site)));
             source("health", "Subsystem health", sources, notes, () -> health.addAll(health(site)));
-            return new Collection(List.of(), List.of(), devices, health, sources, notes, malformed, read);
+            return new SiteSnapshot(devices, health, sources, notes, malformed, read);
         }
 
         private int read;
@@ -1835,14 +1833,6 @@ public class UnifiScanner {
         Explainer(List<Threshold> thresholds, ZoneId zone) {
             this.thresholds = thresholds;
             this.zone = zone;
-        }
-
-        /** Explains a batch: the events and alerts of {@code c}, then its snapshots. */
-        Explained explain(Collection c) {
-            Accumulator acc = new Accumulator();
-            c.events().forEach(acc::event);
-            c.ips().forEach(acc::ips);
-            return acc.finish(c.devices(), c.health());
         }
 
         /**
@@ -2976,7 +2966,7 @@ public class UnifiScanner {
                 progress.put(site.name(), seen);
                 Instant since = cursor.time() != null ? cursor.time() : now.minus(Duration.ofHours(config.initialLookbackHours()));
                 if (since.isBefore(from)) from = since;
-                Collection c = collector.collect(site.name(), since, now, new Collector.Sink() {
+                SiteSnapshot c = collector.collect(site.name(), since, now, new Collector.Sink() {
                     @Override public void event(Event e) {
                         if (cursor.isNew(e.time(), e.id())) {
                             seen.saw(e.time(), e.id());

@@ -1323,6 +1323,15 @@ public class UnifiScannerTest {
         }
     }
 
+    /** Streams events and alerts through the explainer as a scan does, then adds the device snapshot. */
+    static UnifiScanner.Explained explainStream(UnifiScanner.Explainer explainer, List<UnifiScanner.Event> events,
+                                          List<UnifiScanner.IpsAlert> alerts, List<UnifiScanner.Device> devices) {
+        var acc = explainer.new Accumulator();
+        events.forEach(acc::event);
+        alerts.forEach(acc::ips);
+        return acc.finish(devices, List.of());
+    }
+
     @Nested
     class Explaining {
         final UnifiScanner.Explainer explainer = new UnifiScanner.Explainer(UnifiScanner.DEFAULT_THRESHOLDS, ZoneOffset.UTC);
@@ -1332,7 +1341,7 @@ public class UnifiScannerTest {
             List<UnifiScanner.Event> events = new ArrayList<>();
             for (ObjectNode r : records) events.add(UnifiScanner.Collector.v1Event("default", r, "event"));
             events.sort(java.util.Comparator.comparing(UnifiScanner.Event::time));
-            return explainer.explain(new UnifiScanner.Collection(events, List.of(), List.of(), List.of(), Map.of(), Map.of(), 0, 0));
+            return explainStream(explainer, events, List.of(), List.of());
         }
 
         UnifiScanner.Finding only(UnifiScanner.Explained e) {
@@ -1434,7 +1443,7 @@ public class UnifiScannerTest {
                     new UnifiScanner.IpsAlert("default", t0.plusSeconds(1), "2", 2003337, "ET MALWARE X", "A Network Trojan was Detected", "allowed", "192.168.1.57", "", "1.2.3.4", 80, "TCP", 1),
                     new UnifiScanner.IpsAlert("default", t0, "3", 2400022, "ET DROP Spamhaus", "Misc Attack", "blocked", "196.196.244.84", "SE", "192.168.1.2", 36881, "UDP", 2),
                     new UnifiScanner.IpsAlert("default", t0, "4", 2850001, "ETPRO TROJAN Y", "Misc Attack", "blocked", "10.0.0.9", "", "8.8.8.8", 53, "UDP", 1));
-            var e = explainer.explain(new UnifiScanner.Collection(List.of(), alerts, List.of(), List.of(), Map.of(), Map.of(), 0, 0));
+            var e = explainStream(explainer, List.of(), alerts, List.of());
             assertEquals(3, e.findings().size());
             var malware = e.findings().get(0);
             assertEquals(UnifiScanner.Severity.SEVERE, malware.severity());
@@ -1455,7 +1464,7 @@ public class UnifiScannerTest {
                     "{\"mac\":\"aa:00:00:00:00:21\",\"name\":\"Rack Switch\",\"type\":\"usw\",\"state\":1,\"general_temperature\":74,\"uptime\":8640000,"
                             + "\"system-stats\":{\"cpu\":\"12\",\"mem\":\"98\"},\"upgradable\":true,\"version\":\"7.1.26\",\"upgrade_to_firmware\":\"7.2.1\"}"));
             var off = UnifiScanner.Collector.device("default", JSON.readTree("{\"mac\":\"aa:00:00:00:00:22\",\"name\":\"Office Switch\",\"state\":0,\"adopted\":true}"));
-            var e = explainer.explain(new UnifiScanner.Collection(List.of(), List.of(), List.of(hot, off), List.of(), Map.of(), Map.of(), 0, 0));
+            var e = explainStream(explainer, List.of(), List.of(), List.of(hot, off));
             List<String> titles = e.findings().stream().map(f -> f.severity().word() + ": " + f.title()).toList();
             assertTrue(titles.contains("severe: Office Switch is offline"), titles.toString());
             assertTrue(titles.contains("medium: Rack Switch is running hot (74 °C)"), titles.toString());
@@ -1465,8 +1474,8 @@ public class UnifiScannerTest {
             assertFalse(titles.toString().contains("running for"), "100 days of uptime is under the threshold");
             assertEquals(2, e.deviceHealth().size());
             assertFalse(e.deviceHealth().get(1).online());
-            var cooler = new UnifiScanner.Explainer(UnifiScanner.ConfigLoader.thresholds(new UnifiScanner.Raw("temperature=75/90", "test")), ZoneOffset.UTC)
-                    .explain(new UnifiScanner.Collection(List.of(), List.of(), List.of(hot), List.of(), Map.of(), Map.of(), 0, 0));
+            var coolerExplainer = new UnifiScanner.Explainer(UnifiScanner.ConfigLoader.thresholds(new UnifiScanner.Raw("temperature=75/90", "test")), ZoneOffset.UTC);
+            var cooler = explainStream(coolerExplainer, List.of(), List.of(), List.of(hot));
             assertTrue(cooler.findings().stream().noneMatch(f -> f.title().contains("running hot")), "thresholds are configurable");
         }
     }
