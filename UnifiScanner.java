@@ -1314,12 +1314,19 @@ public class UnifiScanner {
     // =====================================================================================
 
     /**
-     * One thing that happened, whichever API it came from. {@code fields} keeps the record's other scalar fields
-     * (v2 parameters flattened: {"IP":{"name":"x"}} → ip=x) for rules to read.
+     * One thing that happened, whichever API it came from, with the controller's record as {@code raw}. Events stream
+     * through the explainer, which keeps only a few per finding, so holding the record costs no memory at scale.
      */
     record Event(String site, Instant time, String key, String origin, String severityHint, String subsystem,
-                 String deviceMac, String deviceName, String client, String message, String id, Map<String, String> fields) {
-        String field(String name) { return fields.getOrDefault(name, ""); }
+                 String deviceMac, String deviceName, String client, String message, String id, JsonNode raw) {
+        /** A scalar field of the record, or a v2 parameter's name ({"IP":{"name":"x"}} for "ip"); "" when absent. */
+        String field(String name) {
+            JsonNode v = raw.path(name);
+            if (v.isValueNode() && !v.isNull()) return v.asText();
+            JsonNode p = raw.path("parameters").path(name.toUpperCase(Locale.ROOT));
+            String text = p.isObject() ? Collector.firstText(p, "name", "hostname", "id") : p.isValueNode() ? p.asText() : null;
+            return text == null ? "" : text;
+        }
     }
 
     /** One IPS/IDS alert (flat inner_alert_* fields). */
@@ -1548,24 +1555,8 @@ public class UnifiScanner {
             }
             String client = firstText(r, "hostname", "user", "guest");
             return new Event(site, time(r), key, origin, null, r.path("subsystem").asText(null), mac, name, client,
-                    r.path("msg").asText(""), r.path("_id").asText(""), fields(r));
+                    r.path("msg").asText(""), r.path("_id").asText(""), r);
         }
-
-        /** The record's scalar fields but the ones every event has; v2 parameters flattened to their names. */
-        static Map<String, String> fields(JsonNode r) {
-            Map<String, String> out = new java.util.HashMap<>();
-            r.properties().forEach(f -> {
-                if (f.getValue().isValueNode() && !SKIPPED_FIELDS.contains(f.getKey())) out.put(f.getKey(), f.getValue().asText());
-            });
-            r.path("parameters").properties().forEach(p -> {
-                String v = p.getValue().isObject() ? firstText(p.getValue(), "name", "hostname", "id") : p.getValue().isValueNode() ? p.getValue().asText() : null;
-                if (v != null) out.putIfAbsent(p.getKey().toLowerCase(Locale.ROOT), v);
-            });
-            return Map.copyOf(out);
-        }
-
-        static final Set<String> SKIPPED_FIELDS = Set.of("_id", "id", "key", "time", "timestamp", "datetime", "msg", "message", "message_raw",
-                "site_id", "subsystem", "is_negative");
 
         static Event v2Event(String site, JsonNode r) {
             String key = firstText(r, "key", "event");
@@ -1574,11 +1565,9 @@ public class UnifiScanner {
             JsonNode dev = params.path("DEVICE");
             String client = params.path("CLIENT").isObject() ? firstText(params.path("CLIENT"), "name", "hostname", "id") : null;
             String message = fill(r.path("message_raw").asText(r.path("message").asText("")), params);
-            Map<String, String> fields = new java.util.HashMap<>(fields(r));
-            if (r.path("title_raw").isTextual()) fields.put("title", fill(r.path("title_raw").asText(), params));
             return new Event(site, time(r), key, "system-log", r.path("severity").asText(null), r.path("category").asText(null),
                     dev.isObject() ? firstText(dev, "mac", "id") : null, dev.isObject() ? dev.path("name").asText(null) : null,
-                    client, message, r.path("id").asText(r.path("_id").asText("")), Map.copyOf(fields));
+                    client, message, r.path("id").asText(r.path("_id").asText("")), r);
         }
 
         /** "{DEVICE} lost contact" with parameters {"DEVICE":{"name":"Garage AP"}} → "Garage AP lost contact". */
@@ -1904,7 +1893,7 @@ public class UnifiScanner {
                         case "UNIFI_DEVICES", "UNIFI_ETHERNET_PORTS" -> Category.CONNECTIVITY;
                         default -> Category.SYSTEM;
                     };
-                    String title = e.field("title");
+                    String title = Collector.fill(e.raw().path("title_raw").asText(""), e.raw().path("parameters"));
                     return Rule.of(Pattern.quote(e.key()), c, s, "device", title.isBlank() ? e.key() : title.replace("{", "(").replace("}", ")"),
                             "The controller rates this " + e.severityHint().toLowerCase(Locale.ROOT).replace('_', ' ') + " in its system log; see the sample message for its own words.",
                             "Open the controller's system log for details.");
@@ -2954,6 +2943,7 @@ public class UnifiScanner {
             Explainer.Accumulator findings = new Explainer(config.thresholds(), zone).new Accumulator();
             Map<String, Cursor> cursors = new LinkedHashMap<>();
             Map<String, Progress> progress = new LinkedHashMap<>();
+            Map<String, Set<String>> missingSources = new LinkedHashMap<>();
             List<Device> devices = new ArrayList<>();
             List<Subsystem> subsystems = new ArrayList<>();
             Map<String, String> sources = new LinkedHashMap<>(), notes = new LinkedHashMap<>();
@@ -2982,6 +2972,15 @@ public class UnifiScanner {
                     }
                 });
                 read += c.recordsRead();
+                // a missing source is said once at INFO, not on every cron run: the report notes it each time
+                Set<String> missing = new java.util.TreeSet<>();
+                c.sources().forEach((source, status) -> {
+                    String id = "source:" + site.name() + ":" + source + ":" + status;
+                    if (!status.equals("unavailable")) return;
+                    missing.add(id);
+                    if (!cursor.reportedIssues().contains(id)) log.info(c.notes().get(source) + " (skipped; said once)");
+                });
+                missingSources.put(site.name(), missing);
                 devices.addAll(c.devices());
                 subsystems.addAll(c.health());
                 c.sources().forEach((k, v) -> sources.merge(k, v, Scan::worse));
@@ -3004,7 +3003,7 @@ public class UnifiScanner {
                 log.debug("nothing new since the last run: no report");
             }
             for (Site site : sites) {
-                Set<String> issues = new java.util.TreeSet<>();
+                Set<String> issues = new java.util.TreeSet<>(missingSources.get(site.name()));
                 explained.findings().stream().filter(f -> f.snapshot() && f.site().equals(site.name())).forEach(f -> issues.add(f.snapshotId()));
                 Progress seen = progress.get(site.name());
                 state.put(client.baseUrl() + "|" + site.name(), cursors.get(site.name()).advance(seen.newest, seen.ids, print ? now : null, issues));

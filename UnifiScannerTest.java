@@ -1204,6 +1204,9 @@ public class UnifiScannerTest {
             assertEquals(0, r.code(), r.err());
             assertTrue(r.out().contains("IPS events: not available on this controller version"), r.out());
             assertEquals(1, demo.logins(), "a 404 or 400 never triggers a login");
+            assertEquals(1, r.err().lines().filter(l -> l.contains(" INFO IPS events: not available on this controller version")).count(), r.err());
+            Run again = scan();
+            assertEquals("", again.out() + again.err(), "said once: the next quiet run prints nothing at all");
         }
 
         @Test
