@@ -2184,14 +2184,14 @@ public class UnifiScanner {
                 for (Finding f : group) {
                     b.append(String.format(Locale.ROOT, "%3d. ", ++n)).append(bold).append(f.title()).append(reset)
                             .append(r.site().equals("all") ? "  [" + f.site() + "]" : "").append("  (").append(f.category().word()).append(")\n");
-                    wrap(b, f.explanation(), "     ");
+                    wrap(b, f.explanation(), "     ", "     ");
                     if (!f.remediation().isEmpty()) {
                         b.append("     What to do:\n");
                         int k = 0;
-                        for (String step : f.remediation()) wrap(b, (++k) + ". " + step, "       ");
+                        for (String step : f.remediation()) wrap(b, step, "       " + (++k) + ". ", "          ");
                     }
                     if (!f.sampleMessages().isEmpty() && f.severity() != Severity.LOW)
-                        wrap(b, "Controller said: " + f.sampleMessages().get(0), "     ");
+                        wrap(b, "Controller said: " + f.sampleMessages().get(0), "     ", "     ");
                 }
             }
             List<DeviceRow> rows = r.explained().deviceHealth();
@@ -2326,12 +2326,13 @@ public class UnifiScanner {
             return b.toString();
         }
 
-        private static void wrap(StringBuilder b, String text, String indent) {
-            int width = 100 - indent.length(), col = 0;
-            b.append(indent);
+        /** Appends text wrapped at 100 columns: the first line after {@code first}, the rest after {@code rest}. */
+        private static void wrap(StringBuilder b, String text, String first, String rest) {
+            int width = 100 - rest.length(), col = first.length() - rest.length();
+            b.append(first);
             for (String word : text.split(" ")) {
                 if (col > 0 && col + word.length() + 1 > width) {
-                    b.append('\n').append(indent).append("   ".substring(0, Math.min(3, text.indexOf(". ") == 1 || text.indexOf(". ") == 2 ? 3 : 0)));
+                    b.append('\n').append(rest);
                     col = 0;
                 }
                 if (col > 0) { b.append(' '); col++; }
@@ -3165,7 +3166,9 @@ public class UnifiScanner {
     static List<String> banner(Config c, UnifiClient client) {
         List<String> lines = new ArrayList<>();
         lines.add(NAME + " " + VERSION);
-        StringBuilder ctl = new StringBuilder("Controller: " + client.baseUrl() + " — " + client.describeKind());
+        String hostname = client.sysInfo() == null ? null : client.sysInfo().hostname();
+        StringBuilder ctl = new StringBuilder("Controller: " + client.baseUrl() + (hostname == null || hostname.isBlank() ? "" : " (" + hostname + ")")
+                + " — " + client.describeKind());
         if (client.sysInfo() != null && client.sysInfo().version() != null) ctl.append(", Network ").append(client.sysInfo().version());
         lines.add(ctl.toString());
         lines.add("Auth: " + (c.usesApiKey() ? "API key" : "password (user '" + c.username() + "')"));

@@ -863,7 +863,7 @@ public class UnifiScannerTest {
             assertEquals(0, r.code(), r.err());
             List<String> lines = r.out().lines().toList();
             assertEquals("UniFi Scanner " + UnifiScanner.VERSION, lines.get(0));
-            assertEquals("Controller: https://127.0.0.1:" + server.getPort() + " — UniFi OS console (UDMPRO), Network 7.4.162", lines.get(1));
+            assertEquals("Controller: https://127.0.0.1:" + server.getPort() + " (UDMP) — UniFi OS console (UDMPRO), Network 7.4.162", lines.get(1));
             assertEquals("Auth: password (user 'scanner')", lines.get(2));
             assertEquals("Site: default (Default)", lines.get(3));
             assertEquals("Poll interval: 5m", lines.get(4));
