@@ -2172,10 +2172,7 @@ public class UnifiScanner {
                     .append(r.version() == null ? "" : ", Network " + r.version()).append(")\n");
             b.append("Period: ").append(STAMP.format(r.from().atZone(r.zone()))).append(" – ").append(STAMP.format(r.to().atZone(r.zone())))
                     .append(" (").append(r.zone().getId()).append(")\n");
-            Map<Severity, Long> counts = new java.util.EnumMap<>(Severity.class);
-            findings.forEach(f -> counts.merge(f.severity(), 1L, Long::sum));
-            b.append("Summary: ").append(findings.isEmpty() ? "all quiet — nothing that needs you"
-                    : String.join(", ", counts.entrySet().stream().map(e -> e.getValue() + " " + e.getKey().word()).toList())).append("\n");
+            b.append("Summary: ").append(summary(findings)).append("\n");
             for (Severity s : Severity.values()) {
                 List<Finding> group = findings.stream().filter(f -> f.severity() == s).toList();
                 if (group.isEmpty()) continue;
@@ -2264,7 +2261,7 @@ public class UnifiScanner {
             StringBuilder b = new StringBuilder();
             b.append("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>").append(esc(NAME + " report — " + r.siteLabel())).append("</title>\n")
                     .append("<style>body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:860px;margin:24px auto;color:#222;line-height:1.45}")
-                    .append("h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}.severe{color:#b00020}.medium{color:#a05a00}.low{color:#00607a}")
+                    .append("h1{font-size:22px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd}h2.severe,b.severe{color:#b00020}h2.medium{color:#a05a00}h2.low{color:#00607a}")
                     .append(".finding{margin:14px 0;padding:10px 14px;border-left:4px solid #ccc;background:#fafafa}.finding.severe{border-color:#b00020}")
                     .append(".finding.medium{border-color:#e08a00}.finding.low{border-color:#2a9bb5}.title{font-weight:600;color:#222}.meta{color:#666;font-size:13px}")
                     .append("table{border-collapse:collapse;font-size:13px}td,th{padding:4px 8px;border-bottom:1px solid #eee;text-align:left}</style></head><body>\n");
@@ -2272,7 +2269,7 @@ public class UnifiScanner {
                     .append(esc(r.controllerUrl())).append(" (").append(esc(r.kind())).append(r.version() == null ? "" : ", Network " + esc(r.version()))
                     .append(")<br>Period ").append(esc(STAMP.format(r.from().atZone(r.zone())))).append(" – ").append(esc(STAMP.format(r.to().atZone(r.zone()))))
                     .append(" (").append(esc(r.zone().getId())).append(")</p>\n");
-            if (r.explained().findings().isEmpty()) b.append("<p>All quiet — nothing that needs you.</p>\n");
+            b.append("<p><b>Summary:</b> ").append(esc(summary(r.explained().findings()))).append("</p>\n");
             for (Severity s : Severity.values()) {
                 List<Finding> group = r.explained().findings().stream().filter(f -> f.severity() == s).toList();
                 if (group.isEmpty()) continue;
@@ -2308,6 +2305,14 @@ public class UnifiScanner {
             }
             r.notes().values().forEach(n -> b.append("<p class=\"meta\">").append(esc(n)).append("</p>\n"));
             return b.append("</body></html>\n").toString();
+        }
+
+        /** "7 severe, 2 medium, 8 low", or "all quiet — nothing that needs you". */
+        static String summary(List<Finding> findings) {
+            Map<Severity, Long> counts = new java.util.EnumMap<>(Severity.class);
+            findings.forEach(f -> counts.merge(f.severity(), 1L, Long::sum));
+            return findings.isEmpty() ? "all quiet — nothing that needs you"
+                    : String.join(", ", counts.entrySet().stream().map(e -> e.getValue() + " " + e.getKey().word()).toList());
         }
 
         static String esc(String s) {
