@@ -1834,12 +1834,14 @@ public class UnifiScanner {
             private final List<Event> wan = new ArrayList<>();
             private final Map<String, Integer> unexplained = new java.util.TreeMap<>(), activity = new java.util.TreeMap<>();
             private final Map<String, Rule> fallbackRules = new java.util.HashMap<>();
+            private final Map<String, Optional<Rule>> ruleByKey = new java.util.HashMap<>(); // a handful of keys, 100 000s of events
+            private final Map<String, Boolean> noiseByKey = new java.util.HashMap<>();
 
             @Override
             public void event(Event e) {
                 if (e.key().equals("EVT_GW_WANTransition")) { wan.add(e); return; }
-                if (NOISE.matcher(e.key()).matches()) { activity.merge(e.key(), 1, Integer::sum); return; }
-                Rule rule = RULES.stream().filter(r -> r.keys().matcher(e.key()).matches()).findFirst().orElse(null);
+                if (noiseByKey.computeIfAbsent(e.key(), k -> NOISE.matcher(k).matches())) { activity.merge(e.key(), 1, Integer::sum); return; }
+                Rule rule = ruleByKey.computeIfAbsent(e.key(), k -> RULES.stream().filter(r -> r.keys().matcher(k).matches()).findFirst()).orElse(null);
                 if (rule == null && e.origin().equals("system-log")) rule = systemLogFallback(e);
                 if (rule == null) { unexplained.merge(e.key(), 1, Integer::sum); return; }
                 Rule r = rule;
