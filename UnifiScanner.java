@@ -620,7 +620,10 @@ public class UnifiScanner {
             return t.replace(":", "").replace(" ", "");
         }
 
-        private void check(X509Certificate[] chain, String authType, Consumer<X509Certificate[]> verify) throws CertificateException {
+        private interface CertCheck { void run() throws CertificateException; }
+
+        /** Remembers the certificate shown, then applies the mode: accept, compare with the pin, or the system's check. */
+        private void check(X509Certificate[] chain, CertCheck systemCheck) throws CertificateException {
             if (chain == null || chain.length == 0) throw new CertificateException("no certificate presented");
             presented.set(chain[0]);
             switch (mode) {
@@ -631,50 +634,23 @@ public class UnifiScanner {
                         throw new CertificateException("certificate does not match the pinned fingerprint");
                     }
                 }
-                case VERIFY -> {
-                    try {
-                        verify.accept(chain);
-                    } catch (UncheckedCert e) {
-                        throw e.cause;
-                    }
-                }
+                case VERIFY -> systemCheck.run();
             }
-        }
-
-        private static final class UncheckedCert extends RuntimeException {
-            final CertificateException cause;
-
-            UncheckedCert(CertificateException cause) {
-                super(cause);
-                this.cause = cause;
-            }
-        }
-
-        private interface CertCheck { void run() throws CertificateException; }
-
-        private static Consumer<X509Certificate[]> wrap(CertCheck c) {
-            return chain -> {
-                try {
-                    c.run();
-                } catch (CertificateException e) {
-                    throw new UncheckedCert(e);
-                }
-            };
         }
 
         @Override
         public void checkServerTrusted(X509Certificate[] chain, String authType, SSLEngine engine) throws CertificateException {
-            check(chain, authType, wrap(() -> system.checkServerTrusted(chain, authType, engine)));
+            check(chain, () -> system.checkServerTrusted(chain, authType, engine));
         }
 
         @Override
         public void checkServerTrusted(X509Certificate[] chain, String authType, Socket socket) throws CertificateException {
-            check(chain, authType, wrap(() -> system.checkServerTrusted(chain, authType, socket)));
+            check(chain, () -> system.checkServerTrusted(chain, authType, socket));
         }
 
         @Override
         public void checkServerTrusted(X509Certificate[] chain, String authType) throws CertificateException {
-            check(chain, authType, wrap(() -> system.checkServerTrusted(chain, authType)));
+            check(chain, () -> system.checkServerTrusted(chain, authType));
         }
 
         @Override public void checkClientTrusted(X509Certificate[] c, String a, SSLEngine e) throws CertificateException { throw new CertificateException("not a server"); }
@@ -822,6 +798,67 @@ public class UnifiScanner {
         }
     }
 
+    /**
+     * The controller session this process holds: cookies and the CSRF token, updated from every answer (Set-Cookie,
+     * X-Updated-Csrf-Token). Every value is registered as a secret the moment it arrives.
+     */
+    static final class Session {
+        /** What the session cache keeps between runs. Never the password. */
+        record Saved(Map<String, String> cookies, String csrf) {}
+
+        private final Log log;
+        private final Map<String, String> cookies = new LinkedHashMap<>();
+        private String csrf;
+
+        Session(Log log) { this.log = log; }
+
+        synchronized void clear() {
+            cookies.clear();
+            csrf = null;
+        }
+
+        synchronized boolean hasAny(List<String> names) { return names.stream().anyMatch(cookies::containsKey); }
+
+        synchronized String cookie(String name) { return cookies.get(name); }
+
+        synchronized void csrf(String token) {
+            csrf = token;
+            log.secret(token);
+        }
+
+        /** Cookie and X-CSRF-Token headers for the next request. */
+        synchronized void addTo(HttpRequest.Builder request) {
+            if (!cookies.isEmpty())
+                request.header("Cookie", String.join("; ", cookies.entrySet().stream().map(c -> c.getKey() + "=" + c.getValue()).toList()));
+            if (csrf != null) request.header("X-CSRF-Token", csrf);
+        }
+
+        synchronized void remember(HttpHeaders headers) {
+            headers.firstValue("X-Updated-Csrf-Token").ifPresent(this::csrf);
+            for (String setCookie : headers.allValues("Set-Cookie")) {
+                String[] parts = setCookie.split(";");
+                int eq = parts[0].indexOf('=');
+                if (eq <= 0) continue;
+                String name = parts[0].substring(0, eq).trim(), value = parts[0].substring(eq + 1).trim();
+                boolean expired = value.isEmpty() || setCookie.toLowerCase(Locale.ROOT).matches(".*;\\s*max-age=0\\b.*");
+                if (expired) cookies.remove(name);
+                else {
+                    cookies.put(name, value);
+                    log.secret(value);
+                }
+            }
+        }
+
+        synchronized Saved save() { return new Saved(new LinkedHashMap<>(cookies), csrf); }
+
+        synchronized void restore(Saved saved) {
+            cookies.clear();
+            cookies.putAll(saved.cookies());
+            saved.cookies().values().forEach(log::secret);
+            csrf(saved.csrf());
+        }
+    }
+
     static final class UnifiClient {
         static final List<Integer> DEFAULT_PORTS = List.of(443, 8443, 11443);
         static final int DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
@@ -835,8 +872,7 @@ public class UnifiScanner {
         private final Duration requestTimeout;
         int maxResponseBytes = DEFAULT_MAX_RESPONSE_BYTES;
 
-        private final Map<String, String> cookies = new LinkedHashMap<>(); // guarded by itself
-        private volatile String csrf;
+        private final Session session;
         private final Object loginLock = new Object();
         private volatile long sessionGeneration; // bumped by every successful login
         private volatile boolean loggedIn;
@@ -858,6 +894,7 @@ public class UnifiScanner {
             this.candidatePorts = candidatePorts;
             this.requestTimeout = config.connectTimeout().multipliedBy(3);
             this.retry = new Retry(config, log);
+            this.session = new Session(log);
             log.secret(config.password());
             log.secret(config.apiKey());
             this.http = HttpClient.newBuilder()
@@ -895,21 +932,11 @@ public class UnifiScanner {
         void useSite(Site site) { this.site = site; }
 
         /** Cookies and CSRF token of the current session: what the session cache keeps. Never the password. */
-        record SavedSession(Map<String, String> cookies, String csrf) {}
-
-        SavedSession exportSession() {
-            synchronized (cookies) { return new SavedSession(new LinkedHashMap<>(cookies), csrf); }
-        }
+        Session.Saved exportSession() { return session.save(); }
 
         /** Continues a saved session instead of logging in. If the controller no longer accepts it, the first 401 logs in. */
-        void resume(SavedSession saved) {
-            synchronized (cookies) {
-                cookies.clear();
-                cookies.putAll(saved.cookies());
-                saved.cookies().values().forEach(log::secret);
-            }
-            csrf = saved.csrf();
-            log.secret(csrf);
+        void resume(Session.Saved saved) {
+            session.restore(saved);
             loggedIn = true;
             log.debug("resuming the saved controller session");
         }
@@ -980,8 +1007,7 @@ public class UnifiScanner {
         void login() {
             ObjectNode body = JSON.createObjectNode().put("username", config.username()).put("password", config.password());
             if (kind == Kind.UNIFI_OS) body.put("rememberMe", false).put("token", "");
-            synchronized (cookies) { cookies.clear(); }
-            csrf = null;
+            session.clear();
             loggedIn = false;
             Answer a = withRetry("logging in", true, () -> exchange("POST", baseUrl, kind.loginPath, body.toString(), true), this::retryableStatus);
             String word = a.errorWord();
@@ -1001,16 +1027,11 @@ public class UnifiScanner {
             JsonNode answer = a.json();
             if ("error".equals(answer.path("meta").path("rc").asText()))
                 throw new AuthException("the controller refused the login: " + answer.path("meta").path("msg").asText());
-            boolean haveSession;
-            synchronized (cookies) { haveSession = kind.sessionCookies.stream().anyMatch(cookies::containsKey); }
-            if (!haveSession)
+            if (!session.hasAny(kind.sessionCookies))
                 throw new ConnectionException("login at " + baseUrl + " answered 200 but set no session cookie (" + String.join("/", kind.sessionCookies) + ")");
             String token = a.header("X-CSRF-Token");
-            if (token == null) synchronized (cookies) { token = cookies.get("csrf_token"); }
-            if (token != null) {
-                csrf = token;
-                log.secret(token);
-            }
+            if (token == null) token = session.cookie("csrf_token");
+            if (token != null) session.csrf(token);
             loggedIn = true;
             sessionGeneration++;
             log.debug("logged in as '" + config.username() + "'");
@@ -1026,8 +1047,7 @@ public class UnifiScanner {
             } catch (IOException | RuntimeException e) {
                 log.warn("logout failed: " + describeIo(e));
             }
-            synchronized (cookies) { cookies.clear(); }
-            csrf = null;
+            session.clear();
         }
 
         List<Site> sites() {
@@ -1189,24 +1209,19 @@ public class UnifiScanner {
         // ---- one HTTP exchange ------------------------------------------------------------
 
         /**
-         * Sends one request and reads the whole answer (up to maxResponseBytes). With {@code session}, cookies and
+         * Sends one request and reads the whole answer (up to maxResponseBytes). With {@code withSession}, cookies and
          * the CSRF token are sent and updated from the answer; without, nothing is sent or kept (a throwaway jar).
          */
-        Answer exchange(String method, String base, String path, String body, boolean session) throws IOException {
+        Answer exchange(String method, String base, String path, String body, boolean withSession) throws IOException {
             HttpRequest.Builder b = HttpRequest.newBuilder(URI.create(base + path))
                     .timeout(requestTimeout)
                     .header("Accept", "application/json")
                     .header("User-Agent", "unifi-scanner/" + VERSION);
             if (body != null) b.header("Content-Type", "application/json");
             b.method(method, body == null ? HttpRequest.BodyPublishers.noBody() : HttpRequest.BodyPublishers.ofString(body, StandardCharsets.UTF_8));
-            if (session) {
+            if (withSession) {
                 if (config.usesApiKey()) b.header("X-API-KEY", config.apiKey());
-                String cookieHeader;
-                synchronized (cookies) {
-                    cookieHeader = String.join("; ", cookies.entrySet().stream().map(c -> c.getKey() + "=" + c.getValue()).toList());
-                }
-                if (!cookieHeader.isEmpty()) b.header("Cookie", cookieHeader);
-                if (csrf != null) b.header("X-CSRF-Token", csrf);
+                session.addTo(b);
             }
             long started = System.nanoTime();
             synchronized (this) { requests++; }
@@ -1227,70 +1242,51 @@ public class UnifiScanner {
                 throw new IOException(String.valueOf(e.getCause()), e.getCause());
             }
             synchronized (this) { bytesRead += r.body().length; }
-            if (session) remember(r.headers());
+            if (withSession) session.remember(r.headers());
             log.debug(method + " " + path + " -> " + r.statusCode() + " (" + (System.nanoTime() - started) / 1_000_000 + " ms, " + r.body().length + " bytes)");
             return new Answer(method, path, r.statusCode(), r.headers(), r.body());
         }
+    }
 
-        private void remember(HttpHeaders headers) {
-            headers.firstValue("X-Updated-Csrf-Token").ifPresent(t -> {
-                log.secret(t);
-                csrf = t;
-            });
-            for (String setCookie : headers.allValues("Set-Cookie")) {
-                String[] parts = setCookie.split(";");
-                int eq = parts[0].indexOf('=');
-                if (eq <= 0) continue;
-                String name = parts[0].substring(0, eq).trim(), value = parts[0].substring(eq + 1).trim();
-                boolean expired = value.isEmpty() || setCookie.toLowerCase(Locale.ROOT).matches(".*;\\s*max-age=0\\b.*");
-                synchronized (cookies) {
-                    if (expired) cookies.remove(name);
-                    else {
-                        cookies.put(name, value);
-                        log.secret(value);
-                    }
+    /** Collects a response body, failing as soon as it passes the cap instead of filling memory. */
+    static final class CappedBody implements HttpResponse.BodySubscriber<byte[]> {
+        private final int cap;
+        private final CompletableFuture<byte[]> result = new CompletableFuture<>();
+        private final java.io.ByteArrayOutputStream buffer = new java.io.ByteArrayOutputStream();
+        private Flow.Subscription subscription;
+
+        CappedBody(int cap) { this.cap = cap; }
+
+        @Override public CompletableFuture<byte[]> getBody() { return result; }
+
+        @Override
+        public void onSubscribe(Flow.Subscription s) {
+            subscription = s;
+            s.request(Long.MAX_VALUE);
+        }
+
+        @Override
+        public void onNext(List<ByteBuffer> items) {
+            for (ByteBuffer item : items) {
+                if (buffer.size() + item.remaining() > cap) {
+                    subscription.cancel();
+                    result.completeExceptionally(new ResponseTooLarge(cap));
+                    return;
                 }
+                byte[] chunk = new byte[item.remaining()];
+                item.get(chunk);
+                buffer.write(chunk, 0, chunk.length);
             }
         }
 
-        /** Collects a response body, failing as soon as it passes the cap instead of filling memory. */
-        static final class CappedBody implements HttpResponse.BodySubscriber<byte[]> {
-            private final int cap;
-            private final CompletableFuture<byte[]> result = new CompletableFuture<>();
-            private final java.io.ByteArrayOutputStream buffer = new java.io.ByteArrayOutputStream();
-            private Flow.Subscription subscription;
+        @Override public void onError(Throwable t) { result.completeExceptionally(t); }
 
-            CappedBody(int cap) { this.cap = cap; }
+        @Override public void onComplete() { result.complete(buffer.toByteArray()); }
+    }
 
-            @Override public CompletableFuture<byte[]> getBody() { return result; }
-
-            @Override
-            public void onSubscribe(Flow.Subscription s) {
-                subscription = s;
-                s.request(Long.MAX_VALUE);
-            }
-
-            @Override
-            public void onNext(List<ByteBuffer> items) {
-                for (ByteBuffer item : items) {
-                    if (buffer.size() + item.remaining() > cap) {
-                        subscription.cancel();
-                        result.completeExceptionally(new ResponseTooLarge(cap));
-                        return;
-                    }
-                    byte[] chunk = new byte[item.remaining()];
-                    item.get(chunk);
-                    buffer.write(chunk, 0, chunk.length);
-                }
-            }
-
-            @Override public void onError(Throwable t) { result.completeExceptionally(t); }
-
-            @Override public void onComplete() { result.complete(buffer.toByteArray()); }
-        }
-
-        static final class ResponseTooLarge extends IOException {
-            ResponseTooLarge(int cap) { super("the answer was larger than " + cap / (1024 * 1024) + " MiB, the most this tool reads"); }
+    static final class ResponseTooLarge extends IOException {
+        ResponseTooLarge(int cap) {
+            super("the answer was larger than " + (cap >= 1 << 20 ? cap / (1 << 20) + " MiB" : cap + " bytes") + ", the most this tool reads");
         }
     }
 
@@ -1313,6 +1309,25 @@ public class UnifiScanner {
     // Collect: everything new since the cursor, from every source the controller has, in one event type
     // =====================================================================================
 
+    static final Pattern PLACEHOLDER = Pattern.compile("\\{(\\w+)}");
+
+    /** Replaces each {NAME} with {@code valueOf(NAME)}; a placeholder with no value (null) stays as written. */
+    static String fillPlaceholders(String template, java.util.function.Function<String, String> valueOf) {
+        Matcher m = PLACEHOLDER.matcher(template);
+        StringBuilder out = new StringBuilder();
+        while (m.find()) {
+            String v = valueOf.apply(m.group(1));
+            m.appendReplacement(out, Matcher.quoteReplacement(v == null ? m.group() : v));
+        }
+        return m.appendTail(out).toString();
+    }
+
+    /** A v2 parameter as text: {"name":"Garage AP","id":...} → its name (else hostname, else id), or a scalar as is. */
+    static String parameterText(JsonNode p) {
+        if (p.isObject()) return Collector.firstText(p, "name", "hostname", "id");
+        return p.isValueNode() && !p.isNull() ? p.asText() : null;
+    }
+
     /**
      * One thing that happened, whichever API it came from, with the controller's record as {@code raw}. Events stream
      * through the explainer, which keeps only a few per finding, so holding the record costs no memory at scale.
@@ -1323,8 +1338,7 @@ public class UnifiScanner {
         String field(String name) {
             JsonNode v = raw.path(name);
             if (v.isValueNode() && !v.isNull()) return v.asText();
-            JsonNode p = raw.path("parameters").path(name.toUpperCase(Locale.ROOT));
-            String text = p.isObject() ? Collector.firstText(p, "name", "hostname", "id") : p.isValueNode() ? p.asText() : null;
+            String text = parameterText(raw.path("parameters").path(name.toUpperCase(Locale.ROOT)));
             return text == null ? "" : text;
         }
     }
@@ -1563,7 +1577,7 @@ public class UnifiScanner {
             if (key == null) throw new IllegalArgumentException("no key");
             JsonNode params = r.path("parameters");
             JsonNode dev = params.path("DEVICE");
-            String client = params.path("CLIENT").isObject() ? firstText(params.path("CLIENT"), "name", "hostname", "id") : null;
+            String client = params.path("CLIENT").isObject() ? parameterText(params.path("CLIENT")) : null;
             String message = fill(r.path("message_raw").asText(r.path("message").asText("")), params);
             return new Event(site, time(r), key, "system-log", r.path("severity").asText(null), r.path("category").asText(null),
                     dev.isObject() ? firstText(dev, "mac", "id") : null, dev.isObject() ? dev.path("name").asText(null) : null,
@@ -1572,14 +1586,7 @@ public class UnifiScanner {
 
         /** "{DEVICE} lost contact" with parameters {"DEVICE":{"name":"Garage AP"}} → "Garage AP lost contact". */
         static String fill(String template, JsonNode params) {
-            Matcher m = Pattern.compile("\\{([A-Z_]+)}").matcher(template);
-            StringBuilder out = new StringBuilder();
-            while (m.find()) {
-                JsonNode p = params.path(m.group(1));
-                String v = p.isObject() ? Optional.ofNullable(firstText(p, "name", "hostname", "id")).orElse(m.group()) : p.isValueNode() ? p.asText() : m.group();
-                m.appendReplacement(out, Matcher.quoteReplacement(v));
-            }
-            return m.appendTail(out).toString();
+            return fillPlaceholders(template, name -> parameterText(params.path(name)));
         }
 
         static IpsAlert ipsAlert(String site, JsonNode r) {
@@ -1969,17 +1976,11 @@ public class UnifiScanner {
 
         /** {device}, {client} and record fields; a placeholder with no value reads "a device" / "unknown". */
         static String fill(String template, Event e, String device) {
-            Matcher m = Pattern.compile("\\{(\\w+)}").matcher(template);
-            StringBuilder out = new StringBuilder();
-            while (m.find()) {
-                String v = switch (m.group(1)) {
-                    case "device" -> device == null ? "A device" : device;
-                    case "client" -> e.client() == null ? "unknown" : e.client();
-                    default -> e.field(m.group(1)).isBlank() ? "unknown" : e.field(m.group(1));
-                };
-                m.appendReplacement(out, Matcher.quoteReplacement(v));
-            }
-            return m.appendTail(out).toString();
+            return fillPlaceholders(template, name -> switch (name) {
+                case "device" -> device == null ? "A device" : device;
+                case "client" -> e.client() == null ? "unknown" : e.client();
+                default -> e.field(name).isBlank() ? "unknown" : e.field(name);
+            });
         }
 
         /** " (at 02:10)" or " (14 times, 02:10–05:40)", with dates when the span is not all today. */
@@ -2541,22 +2542,21 @@ public class UnifiScanner {
 
         jakarta.mail.internet.MimeMessage message(Report report) throws jakarta.mail.MessagingException {
             java.util.Properties p = new java.util.Properties();
-            String proto = "smtp";
             if (smtp.tls().equals("implicit")) p.put("mail.smtp.ssl.enable", "true");
-            p.put("mail." + proto + ".host", smtp.host());
-            p.put("mail." + proto + ".port", String.valueOf(smtp.port()));
-            p.put("mail." + proto + ".connectiontimeout", String.valueOf(timeout.toMillis()));
-            p.put("mail." + proto + ".timeout", String.valueOf(timeout.multipliedBy(3).toMillis()));
-            p.put("mail." + proto + ".writetimeout", String.valueOf(timeout.multipliedBy(3).toMillis()));
-            p.put("mail." + proto + ".ssl.checkserveridentity", "true");
+            p.put("mail.smtp.host", smtp.host());
+            p.put("mail.smtp.port", String.valueOf(smtp.port()));
+            p.put("mail.smtp.connectiontimeout", String.valueOf(timeout.toMillis()));
+            p.put("mail.smtp.timeout", String.valueOf(timeout.multipliedBy(3).toMillis()));
+            p.put("mail.smtp.writetimeout", String.valueOf(timeout.multipliedBy(3).toMillis()));
+            p.put("mail.smtp.ssl.checkserveridentity", "true");
             if (smtp.tls().equals("starttls")) {
                 p.put("mail.smtp.starttls.enable", "true");
                 p.put("mail.smtp.starttls.required", "true");
             }
-            if (socketFactory != null) p.put("mail." + proto + ".ssl.socketFactory", socketFactory);
+            if (socketFactory != null) p.put("mail.smtp.ssl.socketFactory", socketFactory);
             jakarta.mail.Authenticator auth = null;
             if (smtp.username() != null) {
-                p.put("mail." + proto + ".auth", "true");
+                p.put("mail.smtp.auth", "true");
                 auth = new jakarta.mail.Authenticator() {
                     @Override protected jakarta.mail.PasswordAuthentication getPasswordAuthentication() {
                         return new jakarta.mail.PasswordAuthentication(smtp.username(), smtp.password());
@@ -2799,19 +2799,19 @@ public class UnifiScanner {
             this.log = log;
         }
 
-        Optional<UnifiClient.SavedSession> load(String key) {
+        Optional<Session.Saved> load(String key) {
             try {
                 JsonNode s = JSON.readTree(Files.readString(file, StandardCharsets.UTF_8)).path(key);
                 if (!s.isObject()) return Optional.empty();
                 Map<String, String> cookies = new LinkedHashMap<>();
                 s.path("cookies").properties().forEach(e -> cookies.put(e.getKey(), e.getValue().asText()));
-                return Optional.of(new UnifiClient.SavedSession(cookies, s.path("csrf").asText(null)));
+                return Optional.of(new Session.Saved(cookies, s.path("csrf").asText(null)));
             } catch (IOException e) {
                 return Optional.empty();
             }
         }
 
-        void save(String key, UnifiClient.SavedSession session) {
+        void save(String key, Session.Saved session) {
             ObjectNode doc = JSON.createObjectNode();
             ObjectNode s = doc.putObject(key);
             session.cookies().forEach(s.putObject("cookies")::put);
@@ -3367,14 +3367,23 @@ public class UnifiScanner {
 
         /** One poll: the default mode. */
         private int scan(Config config, ScanOptions options, UnifiClient client) {
+            return oneShot("scan", config, client, health ->
+                    new Scan(config, options, log, err, Channels.of(config, options, out, log, false)).run(client, health));
+        }
+
+        /**
+         * A run that ends: the health file says starting, then what the run says (healthy), or unhealthy with the
+         * failure's one line, which also goes to stderr as the run's exit message.
+         */
+        private int oneShot(String mode, Config config, UnifiClient client, java.util.function.ToIntFunction<HealthFile> run) {
             HealthFile health = new HealthFile(config.healthFile(), log);
             if (guard != null) guard.track(client, health);
-            health.write(HealthFile.Status.STARTING, Map.of("mode", "scan"));
+            health.write(HealthFile.Status.STARTING, Map.of("mode", mode));
             try {
-                return new Scan(config, options, log, err, Channels.of(config, options, out, log, false)).run(client, health);
+                return run.applyAsInt(health);
             } catch (ScannerException e) {
                 String line = log.scrub(e.getMessage());
-                if (e.exitCode != EXIT_LOCKED) health.write(HealthFile.Status.UNHEALTHY, Map.of("mode", "scan", "error", line));
+                if (e.exitCode != EXIT_LOCKED) health.write(HealthFile.Status.UNHEALTHY, Map.of("mode", mode, "error", line));
                 err.println("unifi-scanner: " + line);
                 return e.exitCode;
             }
@@ -3442,25 +3451,19 @@ public class UnifiScanner {
 
         /** --test: connect, log in, pick the site, read sysinfo, log out. */
         private int connectionCheck(Config config) {
-            HealthFile health = new HealthFile(config.healthFile(), log);
             UnifiClient client = new UnifiClient(config, log);
-            if (guard != null) guard.track(client, health);
-            health.write(HealthFile.Status.STARTING, Map.of("mode", "test"));
-            try {
-                client.connect();
-                banner(config, client).forEach(out::println);
-                client.certificateFingerprint().ifPresent(fp -> out.println("Certificate: " + fp));
-                out.println("Configuration and connection: OK");
-                health.write(HealthFile.Status.HEALTHY, Map.of("mode", "test", "controller", client.baseUrl(), "site", client.site().name()));
-                return EXIT_OK;
-            } catch (ScannerException e) {
-                String line = log.scrub(e.getMessage());
-                health.write(HealthFile.Status.UNHEALTHY, Map.of("mode", "test", "error", line));
-                err.println("unifi-scanner: " + line);
-                return e.exitCode;
-            } finally {
-                client.logout();
-            }
+            return oneShot("test", config, client, health -> {
+                try {
+                    client.connect();
+                    banner(config, client).forEach(out::println);
+                    client.certificateFingerprint().ifPresent(fp -> out.println("Certificate: " + fp));
+                    out.println("Configuration and connection: OK");
+                    health.write(HealthFile.Status.HEALTHY, Map.of("mode", "test", "controller", client.baseUrl(), "site", client.site().name()));
+                    return EXIT_OK;
+                } finally {
+                    client.logout();
+                }
+            });
         }
 
         private int healthCheck() {
